@@ -1,0 +1,70 @@
+-- _lzq_new_job(job_name, job_params, job_options): validate one push and build its row (not inserted).
+-- Called by lzq_push and lzq_push_many, so single and batch pushes share every rule.
+-- Decides the first state: `ready` if the start time has come, else `scheduled`.
+-- Raises 22023 naming the field for: blank/too long job_name, params that are not a JSON object or
+-- are larger than 1 MiB, options that are not an object, unknown options, and each option's own rule.
+CREATE OR REPLACE FUNCTION _lzq_new_job(job_name text, job_params jsonb, job_options jsonb)
+RETURNS lzq_jobs
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    -- Large payloads belong in object storage; a job row stays small so claims stay fast.
+    c_max_params_bytes constant integer := 1048576;
+    c_known_options constant text[] := ARRAY['queue_name', 'start_time', 'priority', 'max_failures',
+                                             'fairness_key'];
+    v_job lzq_jobs;
+    v_unknown text;
+    v_params_bytes integer;
+BEGIN
+    IF job_name IS NULL OR btrim(job_name) = '' THEN
+        PERFORM _lzq_invalid('job_name', 'must not be empty');
+    END IF;
+    IF length(job_name) > 255 THEN
+        PERFORM _lzq_invalid('job_name', format('must be at most 255 characters, got %s',
+                                                length(job_name)));
+    END IF;
+
+    job_params := coalesce(job_params, '{}'::jsonb);
+    IF jsonb_typeof(job_params) <> 'object' THEN
+        PERFORM _lzq_invalid('job_params', format('must be a JSON object, got %s',
+                                                  jsonb_typeof(job_params)));
+    END IF;
+    v_params_bytes := octet_length(job_params::text);
+    IF v_params_bytes > c_max_params_bytes THEN
+        PERFORM _lzq_invalid('job_params', format('must be at most %s bytes of JSON, got %s',
+                                                  c_max_params_bytes, v_params_bytes));
+    END IF;
+
+    job_options := coalesce(job_options, '{}'::jsonb);
+    IF jsonb_typeof(job_options) <> 'object' THEN
+        PERFORM _lzq_invalid('job_options', format('must be a JSON object, got %s',
+                                                   jsonb_typeof(job_options)));
+    END IF;
+    SELECT k INTO v_unknown
+      FROM jsonb_object_keys(job_options) AS k
+     WHERE k <> ALL (c_known_options)
+     ORDER BY k
+     LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+        PERFORM _lzq_invalid(v_unknown, format('unknown option (known options: %s)',
+                                               array_to_string(c_known_options, ', ')));
+    END IF;
+    IF job_options ? 'start_time' AND jsonb_typeof(job_options -> 'start_time') NOT IN ('string', 'null') THEN
+        PERFORM _lzq_invalid('start_time', format('must be a string, got %s', job_options -> 'start_time'));
+    END IF;
+
+    v_job.job_name     := job_name;
+    v_job.params       := job_params;
+    v_job.queue_name   := _lzq_option_text(job_options, 'queue_name', 'default', 200);
+    v_job.priority     := _lzq_option_int(job_options, 'priority', 0, -20, 20);
+    v_job.max_failures := _lzq_option_int(job_options, 'max_failures', 3, 1, 1000000);
+    v_job.fairness_key := _lzq_option_text(job_options, 'fairness_key', job_name, 255);
+    v_job.run_at       := _lzq_parse_time(job_options ->> 'start_time', 'start_time');
+    v_job.status       := CASE WHEN v_job.run_at <= now() THEN 'ready' ELSE 'scheduled' END;
+    v_job.attempts     := 0;
+    v_job.created_at   := now();
+    RETURN v_job;
+END;
+$$;
+
+COMMENT ON FUNCTION _lzq_new_job(text, jsonb, jsonb) IS
+    'Validate a push and build its lzq_jobs row (id unset, not inserted); 22023 naming the field on bad input.';

@@ -1,0 +1,65 @@
+-- lzq_finish(worker_id, reports): the finish fence; records outcomes, returns those applied.
+-- Called by workers with a batch of reports, committed before the RabbitMQ messages are acked:
+--   [{"id": 1, "attempt": 1, "outcome": "succeeded"|"retry"|"failed", "error": "...",
+--     "retry_delay_s": 0.5}, ...]
+-- A report applies only while the job is `running` this attempt on this worker; a late report from
+-- a zombie worker (its job was swept and restarted) matches no row and is not returned.
+-- Moves running -> succeeded; running -> scheduled (retry after retry_delay_s, or the exponential
+-- backoff) or ready (retry with delay 0); running -> failed (outcome failed, or attempts spent).
+-- Wakes sleeping superqueuers: a finished job frees a slot.
+CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
+RETURNS TABLE (id bigint, status text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+    v_statuses text[];
+    v_queues text[];
+    v_bad text;
+BEGIN
+    SELECT r.outcome INTO v_bad
+      FROM jsonb_to_recordset(reports) AS r(outcome text)
+     WHERE r.outcome IS NULL OR r.outcome NOT IN ('succeeded', 'retry', 'failed')
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM _lzq_invalid('outcome', format('must be succeeded, retry or failed, got %L', v_bad));
+    END IF;
+
+    WITH r AS (
+        SELECT r.id, r.attempt, r.outcome, r.error,
+               CASE WHEN r.retry_delay_s IS NOT NULL THEN make_interval(secs => r.retry_delay_s) END AS delay
+          FROM jsonb_to_recordset(reports)
+               AS r(id bigint, attempt integer, outcome text, error text, retry_delay_s double precision)
+    ), decided AS (
+        SELECT j.id, r.error,
+               CASE WHEN r.outcome = 'succeeded' THEN 'succeeded'
+                    WHEN r.outcome = 'failed' OR j.attempts >= j.max_failures THEN 'failed'
+                    WHEN coalesce(r.delay, _lzq_backoff(j.attempts)) <= interval '0' THEN 'ready'
+                    ELSE 'scheduled'
+               END AS next_status,
+               now() + coalesce(r.delay, _lzq_backoff(j.attempts)) AS retry_at
+          FROM lzq_jobs AS j
+          JOIN r ON r.id = j.id
+         WHERE j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = lzq_finish.worker_id
+           FOR UPDATE OF j
+    ), done AS (
+        UPDATE lzq_jobs AS j
+           SET status = d.next_status,
+               last_error = CASE WHEN d.next_status = 'succeeded' THEN j.last_error ELSE d.error END,
+               run_at = CASE WHEN d.next_status = 'scheduled' THEN d.retry_at ELSE j.run_at END,
+               finished_at = CASE WHEN d.next_status IN ('succeeded', 'failed') THEN now() END
+          FROM decided AS d
+         WHERE j.id = d.id
+        RETURNING j.id, j.status, j.queue_name
+    )
+    SELECT array_agg(done.id), array_agg(done.status), array_agg(DISTINCT done.queue_name)
+      INTO v_ids, v_statuses, v_queues
+      FROM done;
+
+    PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
+    RETURN QUERY SELECT u.id, u.status FROM unnest(v_ids, v_statuses) AS u(id, status);
+END;
+$$;
+
+COMMENT ON FUNCTION lzq_finish(text, jsonb) IS
+    'Worker finish fence: running -> succeeded | scheduled | ready | failed for reports [{id, attempt, outcome, error, retry_delay_s}].';

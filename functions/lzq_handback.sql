@@ -1,0 +1,35 @@
+-- lzq_handback(worker_id, deliveries): give dispatched or running jobs back to `ready` at once.
+-- Called by a worker on graceful stop (jobs it received but will not finish), and by the superqueuer
+-- (worker_id NULL) for messages RabbitMQ refused. deliveries: [{"id": 1, "token": "<uuid>"}, ...].
+-- Moves dispatched -> ready (token must still be current) and running -> ready (token current and
+-- running on this worker). A handed-back run was interrupted, not failed: its attempt is not counted.
+-- Returns the ids handed back. Wakes sleeping superqueuers.
+CREATE OR REPLACE FUNCTION lzq_handback(worker_id text, deliveries jsonb)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_queues text[];
+BEGIN
+    WITH back AS (
+        UPDATE lzq_jobs AS j
+           SET status = 'ready',
+               attempts = CASE WHEN j.status = 'running' THEN j.attempts - 1 ELSE j.attempts END,
+               lease_expires_at = NULL,
+               started_at = NULL,
+               worker_id = NULL
+          FROM jsonb_to_recordset(deliveries) AS d(id bigint, token uuid)
+         WHERE j.id = d.id AND j.dispatch_token = d.token
+           AND (j.status = 'dispatched'
+                OR (j.status = 'running' AND j.worker_id = lzq_handback.worker_id))
+        RETURNING j.id, j.queue_name
+    )
+    SELECT array_agg(back.id), array_agg(DISTINCT back.queue_name) INTO v_ids, v_queues FROM back;
+
+    PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
+    RETURN QUERY SELECT unnest(v_ids);
+END;
+$$;
+
+COMMENT ON FUNCTION lzq_handback(text, jsonb) IS
+    'Give jobs back: dispatched|running -> ready for deliveries [{id, token}] (running ones only from their own worker).';

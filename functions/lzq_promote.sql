@@ -1,0 +1,29 @@
+-- lzq_promote(max_jobs): make due scheduled jobs ready; returns how many, and how soon the next is due.
+-- Called by the superqueuer on every loop. Moves scheduled -> ready for jobs whose run_at has come
+-- (start times and retry backoffs), oldest first, at most max_jobs per call; rows another
+-- superqueuer is promoting are skipped (FOR UPDATE SKIP LOCKED). next_due_in_s (NULL if nothing is
+-- scheduled) lets the superqueuer sleep exactly until then, in database time.
+CREATE OR REPLACE FUNCTION lzq_promote(max_jobs integer)
+RETURNS TABLE (promoted integer, next_due_in_s double precision)
+LANGUAGE sql AS $$
+    WITH due AS (
+        SELECT j.id
+          FROM lzq_jobs AS j
+         WHERE j.status = 'scheduled' AND j.run_at <= now()
+         ORDER BY j.run_at
+         LIMIT max_jobs
+           FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE lzq_jobs AS j
+           SET status = 'ready'
+          FROM due
+         WHERE j.id = due.id AND j.status = 'scheduled'
+        RETURNING j.id
+    )
+    SELECT (SELECT count(*) FROM moved)::integer,
+           (SELECT extract(epoch FROM min(j.run_at) - now())::double precision
+              FROM lzq_jobs AS j WHERE j.status = 'scheduled' AND j.run_at > now());
+$$;
+
+COMMENT ON FUNCTION lzq_promote(integer) IS
+    'Superqueuer: scheduled -> ready for due jobs (at most max_jobs); returns (promoted, next_due_in_s).';

@@ -1,0 +1,28 @@
+-- lzq_start(worker_id, deliveries): the start fence; returns the jobs this worker may now run.
+-- Called by workers for a batch of RabbitMQ deliveries, [{"id": 1, "token": "<uuid>"}, ...].
+-- Moves dispatched -> running only when the token is the job's current dispatch_token, counting the
+-- attempt. A stale or duplicate delivery (expired lease, redelivery, cancelled job) matches no row
+-- and is simply not returned: the worker acks and drops it. So each dispatch starts at most once.
+-- Idempotent for the worker that started it: a retry after a lost reply (the commit happened, the
+-- answer did not arrive) returns the running job again without counting another attempt. The
+-- worker itself refuses a second delivery of a job it is already running.
+CREATE OR REPLACE FUNCTION lzq_start(worker_id text, deliveries jsonb)
+RETURNS TABLE (id bigint, dispatch_token uuid, job_name text, params jsonb, queue_name text,
+               priority smallint, fairness_key text, max_failures integer, attempt integer,
+               created_at timestamptz)
+LANGUAGE sql AS $$
+    UPDATE lzq_jobs AS j
+       SET status = 'running',
+           attempts = CASE WHEN j.status = 'dispatched' THEN j.attempts + 1 ELSE j.attempts END,
+           started_at = CASE WHEN j.status = 'dispatched' THEN now() ELSE j.started_at END,
+           lease_expires_at = NULL,
+           worker_id = lzq_start.worker_id
+      FROM jsonb_to_recordset(deliveries) AS d(id bigint, token uuid)
+     WHERE j.id = d.id AND j.dispatch_token = d.token
+       AND (j.status = 'dispatched' OR (j.status = 'running' AND j.worker_id = lzq_start.worker_id))
+    RETURNING j.id, j.dispatch_token, j.job_name, j.params, j.queue_name, j.priority, j.fairness_key,
+              j.max_failures, j.attempts, j.created_at;
+$$;
+
+COMMENT ON FUNCTION lzq_start(text, jsonb) IS
+    'Worker start fence: dispatched -> running for deliveries [{id, token}] whose token is current.';

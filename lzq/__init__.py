@@ -1,0 +1,70 @@
+"""lzq: a PostgreSQL-first job queue. Rules in PL/pgSQL, delivery over RabbitMQ."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__version__ = "0.1.0"
+
+from lzq.client import Client  # noqa: E402
+from lzq.errors import (  # noqa: E402
+    ConfigurationError,
+    Fail,
+    InvalidArgument,
+    JobNotFound,
+    LzqError,
+    Retry,
+    UnknownHandler,
+)
+from lzq.job import Job, JobInfo, JobRef, Status  # noqa: E402
+from lzq.registry import Registry, default_registry  # noqa: E402
+
+#: Register a handler function or Job class: ``@lzq.handler`` or ``@lzq.handler("name")``.
+handler = default_registry.handler
+#: Register a service object: ``lzq.service("mailer", Mailer())`` makes ``"mailer#send"`` resolve.
+service = default_registry.service
+
+_default_client: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The Client that module-level ``lzq.push`` etc. use, configured from ``LZQ_*`` variables."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            _default_client = Client()
+        return _default_client
+
+
+def push(*args: Any, **kwargs: Any) -> JobRef:
+    """``Client.push`` on the default client."""
+    return default_client().push(*args, **kwargs)
+
+
+def schedule(*args: Any, **kwargs: Any) -> JobRef:
+    """``Client.schedule`` on the default client."""
+    return default_client().schedule(*args, **kwargs)
+
+
+def push_many(*args: Any, **kwargs: Any) -> list[JobRef]:
+    """``Client.push_many`` on the default client."""
+    return default_client().push_many(*args, **kwargs)
+
+
+def get(*args: Any, **kwargs: Any) -> JobInfo:
+    """``Client.get`` on the default client."""
+    return default_client().get(*args, **kwargs)
+
+
+def cancel(*args: Any, **kwargs: Any) -> bool:
+    """``Client.cancel`` on the default client."""
+    return default_client().cancel(*args, **kwargs)
+
+
+__all__ = [
+    "Client", "ConfigurationError", "Fail", "InvalidArgument", "Job", "JobInfo", "JobNotFound",
+    "JobRef", "LzqError", "Registry", "Retry", "Status", "UnknownHandler", "cancel", "default_client",
+    "default_registry", "get", "handler", "push", "push_many", "schedule", "service",
+]

@@ -1,0 +1,222 @@
+"""The command line: `lzq migrate|status|push|get|cancel|superqueuer|worker|demo` (click)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from lzq import log
+from lzq.config import DEFAULT_AMQP_URL, Settings
+from lzq.errors import LzqError
+
+
+def _common_options(fn: Callable) -> Callable:
+    """--dsn, --amqp-url, --log-level on every command, so each one also works on its own."""
+
+    @click.option("--dsn", envvar="LZQ_DSN", show_envvar=True, default="",
+                  help="PostgreSQL conninfo or URL (empty: libpq defaults, PGHOST etc.).")
+    @click.option("--amqp-url", envvar="LZQ_AMQP_URL", show_envvar=True, default=DEFAULT_AMQP_URL,
+                  show_default=True, help="RabbitMQ URL.")
+    @click.option("--log-level", envvar="LZQ_LOG_LEVEL", show_envvar=True, default="info", show_default=True,
+                  type=click.Choice(["debug", "info", "warning", "error"]), help="Least severe event logged.")
+    @functools.wraps(fn)
+    def wrapper(dsn: str, amqp_url: str, log_level: str, **kwargs: Any) -> Any:
+        log.configure(log_level)
+        settings = Settings.from_env(dsn=dsn or None, amqp_url=amqp_url)
+        try:
+            return fn(settings, **kwargs)
+        except LzqError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _app_options(fn: Callable) -> Callable:
+    @click.option("--app", "apps", multiple=True, metavar="MODULE",
+                  help="Import MODULE (it registers handlers) and allow dotted job names inside it. Repeatable.")
+    @click.option("--allow", "allowed", multiple=True, metavar="MODULE",
+                  help="Allow dotted job names inside MODULE without importing it up front. Repeatable.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, apps: tuple[str, ...], allowed: tuple[str, ...], **kwargs: Any) -> Any:
+        from lzq.registry import default_registry
+
+        sys.path.insert(0, os.getcwd())  # `--app myapp.jobs` from the project directory, like `python -m`
+        try:
+            default_registry.load_app(apps)
+        except ImportError as exc:
+            raise click.ClickException(f"--app: cannot import {exc.name or exc}: {exc}") from None
+        default_registry.allow(*allowed)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lzq")
+def cli() -> None:
+    """lzq: a job queue whose rules live in PostgreSQL and whose deliveries go over RabbitMQ."""
+
+
+@cli.command()
+@_common_options
+def migrate(settings: Settings) -> None:
+    """Install or upgrade lzq's tables and functions (idempotent; one transaction)."""
+    from lzq import schema
+
+    applied = schema.migrate(settings.dsn)
+    click.echo("lzq schema installed" if applied else "lzq schema already up to date")
+
+
+@cli.command()
+@_common_options
+def status(settings: Settings) -> None:
+    """Show job counts per queue and status, and the live workers."""
+    from lzq import db
+    from lzq.job import Status
+
+    with db.connect(settings.dsn, application_name="lzq-status") as conn:
+        counts = db.fetch(conn, "SELECT queue_name, status, count(*) FROM lzq_jobs GROUP BY 1, 2")
+        workers = db.fetch(conn, """SELECT worker_id, queues, slots, stopping,
+                                           round(extract(epoch FROM now() - heartbeat_at)::numeric, 1)
+                                      FROM lzq_workers ORDER BY worker_id""")
+    statuses = [s.value for s in Status]
+    table: dict[str, dict[str, int]] = {}
+    for queue_name, job_status, count in counts:
+        table.setdefault(queue_name, {})[job_status] = count
+    width = max([len("queue"), *(len(q) for q in table)])
+    click.echo(f"{'queue':<{width}}  " + "  ".join(f"{s:>10}" for s in statuses))
+    for queue_name in sorted(table):
+        row = table[queue_name]
+        click.echo(f"{queue_name:<{width}}  " + "  ".join(f"{row.get(s, 0):>10}" for s in statuses))
+    if not table:
+        click.echo("(no jobs)")
+    click.echo(f"\nworkers: {len(workers)}")
+    for worker_id, queues, slots, stopping, age_s in workers:
+        state = " stopping" if stopping else ""
+        click.echo(f"  {worker_id}  queues={','.join(queues)} slots={slots} heartbeat={age_s}s ago{state}")
+
+
+@cli.command()
+@click.argument("job_name")
+@click.argument("job_params", default="{}")
+@click.option("--queue", "queue_name", help="Queue name (default: default).")
+@click.option("--priority", type=int, help="-20..20, nice semantics: lower runs sooner.")
+@click.option("--start-time", help="'now', '+<interval>' (e.g. '+1 hour') or a timestamp.")
+@click.option("--max-failures", type=int, help="Attempts that may fail before the job fails for good.")
+@click.option("--fairness-key", help="Jobs with different keys share the queue fairly (default: job name).")
+@_common_options
+def push(settings: Settings, job_name: str, job_params: str, **options: Any) -> None:
+    """Queue JOB_NAME with JOB_PARAMS (a JSON object); prints the new job id."""
+    from lzq.client import Client
+
+    try:
+        params = json.loads(job_params)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JOB_PARAMS") from None
+    with Client(settings=settings) as client:
+        job = client.push(job_name, params, {k: v for k, v in options.items() if v is not None})
+    click.echo(job.id)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@_common_options
+def get(settings: Settings, job_id: int) -> None:
+    """Print one job as JSON."""
+    import dataclasses
+
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        info = client.get(job_id)
+    click.echo(json.dumps(dataclasses.asdict(info), default=str, indent=2))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@_common_options
+def cancel(settings: Settings, job_id: int) -> None:
+    """Cancel a job that has not started yet."""
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        cancelled = client.cancel(job_id)
+    click.echo("cancelled" if cancelled else "not cancelled: already running or finished")
+    sys.exit(0 if cancelled else 1)
+
+
+@cli.command()
+@_app_options
+@_common_options
+def superqueuer(settings: Settings) -> None:
+    """Run a superqueuer: promote due jobs, dispatch ready ones into free worker slots, sweep."""
+    from lzq.superqueuer import Superqueuer
+
+    daemon = Superqueuer(settings)
+    _run_daemon(daemon.run, daemon.stop)
+
+
+@cli.command()
+@click.option("--queue", "queues", multiple=True, default=["default"], show_default=True,
+              help="Queue to consume. Repeatable.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Jobs run at once (threads); also the credit this worker offers.")
+@_app_options
+@_common_options
+def worker(settings: Settings, queues: tuple[str, ...], concurrency: int) -> None:
+    """Run a worker: consume QUEUEs, run handlers, report to PostgreSQL.
+
+    SIGTERM: stop taking work, give running jobs a few seconds, hand the rest back, exit 0.
+    """
+    from lzq.worker import Worker
+
+    daemon = Worker(settings, list(queues), concurrency)
+    _run_daemon(daemon.run, daemon.stop)
+
+
+@cli.command()
+@click.option("--jobs", type=click.IntRange(min=1), default=3000, show_default=True, help="How many jobs to push.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Slots per worker.")
+@_common_options
+def demo(settings: Settings, jobs: int, workers: int, concurrency: int) -> None:
+    """Run a real workload end to end: migrate, start daemons, push jobs, show progress, stop."""
+    from lzq import demo as demo_module
+
+    sys.exit(demo_module.run(settings, jobs=jobs, workers=workers, concurrency=concurrency))
+
+
+def _run_daemon(run: Callable[[], int], stop: Callable[[], None]) -> None:
+    """Run a daemon with SIGTERM/SIGINT as graceful stop, then exit hard.
+
+    The hard exit (os._exit) ends job threads still running past the grace period: they were
+    handed back and will run again elsewhere, so they must not go on here.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    signal.signal(signal.SIGINT, lambda *_: stop())
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main() -> None:
+    """Entry point of `lzq` and `python -m lzq`."""
+    cli()
+
+
+def superqueuer_main() -> None:
+    """Entry point of `lzq-superqueuer`."""
+    superqueuer()
+
+
+def worker_main() -> None:
+    """Entry point of `lzq-worker`."""
+    worker()

@@ -1,0 +1,153 @@
+"""The producer API: push, schedule, push_many, get, cancel — one SQL function call each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lzq import db
+from lzq.config import Settings
+from lzq.errors import InvalidArgument, JobNotFound
+from lzq.job import JobInfo, JobRef
+from lzq.registry import canonical_name
+
+JobName = str | Mapping[str, Any]
+Options = Mapping[str, Any]
+
+
+class Client:
+    """Pushes jobs into, and reads jobs from, one lzq database.
+
+    ``Client(dsn=..., amqp_url=...)``; anything not given comes from ``LZQ_*`` environment variables.
+    Every method takes ``conn=`` (a psycopg connection) to act inside the caller's transaction: the
+    job then exists exactly when that transaction commits. Thread-safe; connections are pooled.
+    """
+
+    def __init__(self, dsn: str | None = None, amqp_url: str | None = None, *,
+                 settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env(dsn=dsn, amqp_url=amqp_url)
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+
+    # -- producing ---------------------------------------------------------------------------------
+
+    def push(self, job_name: JobName, job_params: Mapping[str, Any] | None = None,
+             job_options: Options | None = None, /, *, conn: Any = None, **options: Any) -> JobRef:
+        """Queue a job; returns a JobRef (``.id``).
+
+        Options, as a dict (seed style) or keywords, same meaning: ``queue_name`` (default
+        "default"), ``start_time`` (datetime, "now", "+1 hour", "2030-01-01 03:00:00"), ``priority``
+        (-20..20, nice: lower runs sooner, default 0), ``max_failures`` (default 3), ``fairness_key``
+        (default: the job name). Bad input raises InvalidArgument naming the field; nothing is written.
+        """
+        name, params, opts = _prepare(job_name, job_params, job_options, options)
+        rows = self._fetch(conn, "SELECT lzq_push(%s, %s, %s)", (name, db.json(params), db.json(opts)))
+        return JobRef(rows[0][0])
+
+    def schedule(self, job_name: JobName, job_params: Mapping[str, Any] | None, start_time: Any,
+                 job_options: Options | None = None, /, *, conn: Any = None, **options: Any) -> JobRef:
+        """Queue a job to start at ``start_time`` (same forms as the ``start_time`` option)."""
+        name, params, opts = _prepare(job_name, job_params, job_options, options)
+        rows = self._fetch(conn, "SELECT lzq_schedule(%s, %s, %s, %s)",
+                           (name, db.json(params), _time_text(start_time), db.json(opts)))
+        return JobRef(rows[0][0])
+
+    def push_many(self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None) -> list[JobRef]:
+        """Queue many jobs in one statement; all or nothing. Returns JobRefs in input order.
+
+        Each job is ``(job_name, job_params[, job_options])`` or a dict with those keys. An invalid
+        job raises InvalidArgument whose field is ``jobs[<index>].<field>``.
+        """
+        batch = []
+        for index, job in enumerate(jobs):
+            if isinstance(job, Mapping):
+                name, params, opts = job.get("job_name"), job.get("job_params"), job.get("job_options")
+            elif isinstance(job, Sequence) and not isinstance(job, str) and 1 <= len(job) <= 3:
+                name, params, opts = (*job, None, None)[:3]
+            else:
+                raise InvalidArgument(f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)")
+            try:
+                name, params, opts = _prepare(name, params, opts, {})
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"jobs[{index}].{exc.field}", f"jobs[{index}]: {exc}") from None
+            batch.append({"job_name": name, "job_params": params, "job_options": opts})
+        if not batch:
+            return []
+        rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s)", (db.json(batch),))
+        return [JobRef(row[0]) for row in rows]
+
+    # -- reading and cancelling --------------------------------------------------------------------
+
+    def get(self, job_id: int | JobRef, *, conn: Any = None) -> JobInfo:
+        """The job's current row (status, attempts, last_error, ...); JobNotFound if there is none."""
+        job_id = _job_id(job_id)
+        rows = self._fetch(conn, f"SELECT {JobInfo.COLUMNS} FROM lzq_jobs WHERE id = %s", (job_id,))
+        if not rows:
+            raise JobNotFound(job_id)
+        return JobInfo.from_row(rows[0])
+
+    def cancel(self, job_id: int | JobRef, *, conn: Any = None) -> bool:
+        """Cancel a job that has not started: True if cancelled, False if running or finished."""
+        return bool(self._fetch(conn, "SELECT lzq_cancel(%s)", (_job_id(job_id),))[0][0])
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fetch(self, conn: Any, sql: str, params: Any) -> list[tuple]:
+        if conn is not None:
+            return db.fetch(conn, sql, params)
+        with self._get_pool().connection() as pooled:
+            return db.fetch(pooled, sql, params)
+
+    def _get_pool(self) -> Any:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = db.pool(self.settings.dsn, application_name="lzq-client")
+            return self._pool
+
+
+def _prepare(job_name: Any, job_params: Any, job_options: Any, keywords: Mapping[str, Any]
+             ) -> tuple[str, Any, dict[str, Any]]:
+    """Normalise Python-side forms (dict job names, datetimes) so SQL sees plain JSON.
+
+    Validation of values stays in SQL (one set of rules for every language); this only merges the
+    options dict with keywords and converts types JSON cannot carry.
+    """
+    if job_options is not None and not isinstance(job_options, Mapping):
+        raise InvalidArgument("job_options", f"job_options: must be a dict, got {type(job_options).__name__}")
+    options = dict(job_options or {})
+    for key, value in keywords.items():
+        if key in options and options[key] != value:
+            raise InvalidArgument(key, f"{key}: given twice with different values")
+        options[key] = value
+    if "start_time" in options:
+        options["start_time"] = _time_text(options["start_time"])
+    if job_params is None:
+        job_params = {}
+    return canonical_name(job_name), job_params, options
+
+
+def _time_text(value: Any) -> Any:
+    """datetime → ISO text, timedelta → "+N seconds"; strings pass through for SQL to parse."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return f"+{value.total_seconds()} seconds"
+    return value
+
+
+def _job_id(job_id: int | JobRef) -> int:
+    return job_id.id if isinstance(job_id, JobRef) else int(job_id)

@@ -1,0 +1,61 @@
+"""Settings: the only reader of LZQ_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Connection strings and timings shared by the client and the daemons.
+
+    Built from ``LZQ_<FIELD>`` environment variables (``Settings.from_env``); CLI options override them.
+    """
+
+    #: PostgreSQL conninfo or URL; empty means libpq's defaults (PGHOST, PGDATABASE, ...).
+    dsn: str = ""
+    amqp_url: str = DEFAULT_AMQP_URL
+    #: RabbitMQ queue for lzq queue NAME is "<amqp_prefix>.NAME" (lets tests and tenants share a broker).
+    amqp_prefix: str = "lzq"
+    #: A dispatched job that no worker started within this time goes back to ready (sweep).
+    dispatch_lease_s: int = 60
+    #: Workers heartbeat this often...
+    heartbeat_s: float = 2.0
+    #: ...and are declared dead (their running jobs re-run) after this long without one.
+    worker_dead_after_s: int = 30
+    #: Superqueuer backstop poll when no NOTIFY arrives (LISTEN is only a hint).
+    poll_interval_s: float = 1.0
+    #: How often the superqueuer sweeps expired leases and dead workers.
+    sweep_interval_s: float = 5.0
+    #: Most jobs one claim or promote statement moves (bounds transaction size).
+    claim_batch: int = 500
+    #: Extra credit per live worker beyond its slots, so a message waits ready when a slot frees.
+    prefetch_margin: int = 1
+    #: Worker graceful stop: how long running jobs get after SIGTERM before they are handed back.
+    stop_grace_s: float = 7.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``LZQ_*`` variables, then ``overrides`` (None values are ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(f"LZQ_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _convert(field.name, raw, type(field.default))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        from lzq.errors import ConfigurationError
+
+        raise ConfigurationError(f"LZQ_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,94 @@
+"""PostgreSQL access: the only module that imports psycopg (connections, pools, LISTEN, error mapping)."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.types.json import Jsonb
+
+from lzq.errors import InvalidArgument, JobNotFound, LzqError
+
+#: Errors a daemon survives by reconnecting and trying again (server restart, network, pool starved).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+)
+
+NOTIFY_CHANNEL = "lzq"
+
+Connection = psycopg.Connection
+
+
+def json(value: Any) -> Jsonb:
+    """Adapt a Python value to a jsonb parameter."""
+    return Jsonb(value)
+
+
+def connect(dsn: str, *, autocommit: bool = True, application_name: str = "lzq") -> psycopg.Connection:
+    """A new connection. Autocommit by default: every lzq function is one statement, one transaction."""
+    return psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
+
+
+def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psycopg_pool.ConnectionPool:
+    """An autocommit pool that checks connections on checkout, so a restarted server is survived."""
+    return psycopg_pool.ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "application_name": application_name},
+        check=psycopg_pool.ConnectionPool.check_connection,
+        open=True,
+    )
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Map lzq's SQLSTATEs to LzqError subclasses: 22023 → InvalidArgument, P0002 → JobNotFound."""
+    try:
+        yield
+    except psycopg.errors.InvalidParameterValue as exc:
+        raise InvalidArgument(exc.diag.column_name, exc.diag.message_primary or str(exc)) from None
+    except psycopg.errors.NoDataFound as exc:
+        message = exc.diag.message_primary or ""
+        job_id = int(message.split()[1]) if message.startswith("job ") else -1
+        raise JobNotFound(job_id) from None
+    except psycopg.errors.UndefinedFunction as exc:
+        raise LzqError(f"{exc.diag.message_primary}: is the database migrated? run `lzq migrate`") from None
+
+
+def fetch(conn: psycopg.Connection, sql: str, params: Any = None) -> list[tuple]:
+    """Run one statement and return all its rows, with lzq errors translated."""
+    with translated_errors(), conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+class Listener:
+    """A dedicated connection LISTENing on the lzq channel; ``wait`` returns the payloads received."""
+
+    def __init__(self, dsn: str, application_name: str = "lzq-listener") -> None:
+        self._conn = connect(dsn, application_name=application_name)
+        self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout_s: float) -> list[str]:
+        """Block up to timeout_s for notifications; returns their payloads (possibly none)."""
+        payloads = [n.payload for n in self._drain()]
+        if payloads or timeout_s <= 0:
+            return payloads
+        # Sleep on the socket, not in Python: wakes as soon as the server sends something.
+        ready, _, _ = select.select([self._conn.fileno()], [], [], timeout_s)
+        if ready:
+            payloads = [n.payload for n in self._drain()]
+        return payloads
+
+    def _drain(self) -> list[psycopg.Notify]:
+        return list(self._conn.notifies(timeout=0))
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,55 @@
+"""The lzq exception hierarchy: every error lzq raises on purpose is an LzqError."""
+
+from __future__ import annotations
+
+
+class LzqError(Exception):
+    """Base class of every error lzq raises on purpose."""
+
+
+class InvalidArgument(LzqError, ValueError):
+    """Bad input to push/schedule/...; nothing was written. ``field`` names the offending argument.
+
+    Raised from SQLSTATE 22023, so Python and plain-SQL callers get the same message.
+    """
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class JobNotFound(LzqError, LookupError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int):
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class UnknownHandler(LzqError):
+    """A job name that no registered handler and no --app/--allow module provides.
+
+    Workers fail such jobs for good with this message rather than importing arbitrary code.
+    """
+
+
+class ConfigurationError(LzqError):
+    """A setting (DSN, AMQP URL, --app module) that cannot work."""
+
+
+class Retry(LzqError):  # noqa: N818 - control flow, named for what the handler asks for
+    """Raised by a handler (``raise self.retry()``) to try again if attempts remain.
+
+    ``delay_s`` overrides the exponential backoff; 0 means at once.
+    """
+
+    def __init__(self, reason: str = "retry requested", delay_s: float | None = None):
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class Fail(LzqError):  # noqa: N818 - control flow, named for what the handler asks for
+    """Raised by a handler (``raise self.fail()``) to fail the job now, without retrying."""
+
+    def __init__(self, reason: str = "failed by handler"):
+        super().__init__(reason)

@@ -1,0 +1,357 @@
+"""lzq-worker: consume {id, token} messages, fence, run handlers, report, ack after the report commits."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from lzq import amqp, db, log
+from lzq.backoff import Backoff
+from lzq.config import Settings
+from lzq.errors import Fail, Retry, UnknownHandler
+from lzq.job import Job
+from lzq.registry import Registry, default_registry
+
+#: Exit code when the sweep declared this worker dead (it froze past its lease): its jobs may be
+#: running elsewhere, so it must not go on. A supervisor restarts it.
+EXIT_DECLARED_DEAD = 70
+_MAX_ERROR_CHARS = 4000
+
+
+class GroupCommit:
+    """Runs ``fn(conn, items)`` on its own thread for all items waiting, one transaction per batch.
+
+    Concurrent callers share a commit (group commit): under load one round trip serves many jobs;
+    when idle a lone item goes at once, no timer. Transient database errors are retried with
+    backoff on a new connection; every lzq function it calls is idempotent for a retry.
+    """
+
+    def __init__(self, name: str, dsn: str, fn: Callable[[Any, list], list], logger: Any,
+                 max_batch: int = 500) -> None:
+        self._name, self._dsn, self._fn, self._log, self._max_batch = name, dsn, fn, logger, max_batch
+        self._queue: queue.SimpleQueue[tuple[Any, Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"lzq-{name}", daemon=True)
+        self._conn: Any = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, item: Any) -> Future:
+        future: Future = Future()
+        self._queue.put((item, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if entry is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(entry)
+            self._commit(batch)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _commit(self, batch: list[tuple[Any, Future]]) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = db.connect(self._dsn, application_name=f"lzq-worker-{self._name}")
+                results = self._fn(self._conn, [item for item, _ in batch])
+                break
+            except db.TRANSIENT_ERRORS as exc:
+                delay = backoff.next_delay()
+                self._log.warning("database_unavailable", step=self._name, error=str(exc), retry_in_s=round(delay, 2))
+                self._conn = None
+                time.sleep(delay)
+            except Exception as exc:  # a bug, not an outage: fail these callers, keep serving others
+                for _, future in batch:
+                    future.set_exception(exc)
+                return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
+
+
+@dataclasses.dataclass
+class _InFlight:
+    delivery: amqp.Delivery
+    token: str
+    running: bool = False
+
+
+class Worker:
+    """Runs jobs from one or more lzq queues with ``concurrency`` slots (threads).
+
+    Life of a message: decode ``{id, token}`` → start fence (``lzq_start``, batched) → run the
+    handler → report (``lzq_finish``, batched) → ack once the report is committed. A stale or
+    duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM) cancels the
+    consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
+    """
+
+    def __init__(self, settings: Settings, queues: list[str], concurrency: int,
+                 registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.queues = queues
+        self.concurrency = concurrency
+        self.registry = registry or default_registry
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.log = log.get("worker").bind(worker_id=self.worker_id)
+        self._inflight: dict[int, _InFlight] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stopping_credit = False
+        self._heartbeat_wake = threading.Event()
+        self._heartbeat_conn: Any = None
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="lzq-job")
+        self._starter = GroupCommit("start", settings.dsn, self._start_batch, self.log)
+        self._reporter = GroupCommit("finish", settings.dsn, self._finish_batch, self.log)
+        self._consumer = amqp.Consumer(settings.amqp_url, settings.amqp_prefix, queues,
+                                       prefetch=concurrency + settings.prefetch_margin,
+                                       on_message=self._on_message, name=f"lzq-worker {self.worker_id}")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Register, consume until ``stop()``, then stop gracefully. Returns the exit code (0)."""
+        self._register()
+        self._starter.start()
+        self._reporter.start()
+        threading.Thread(target=self._heartbeat_loop, name="lzq-heartbeat", daemon=True).start()
+        self.log.info("worker_started", queues=self.queues, concurrency=self.concurrency)
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                if not self._consumer.is_open:
+                    self._consumer.connect()
+                    self.log.info("amqp_connected")
+                    backoff.reset()
+                self._consumer.process(0.1)
+            except amqp.TRANSIENT_ERRORS as exc:
+                delay = backoff.next_delay()
+                self.log.warning("amqp_unavailable", error=str(exc) or type(exc).__name__,
+                                 retry_in_s=round(delay, 2))
+                self._consumer.close()
+                self._stop.wait(delay)
+        self._shutdown()
+        return 0
+
+    def _register(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                self._heartbeat()
+                return
+            except db.TRANSIENT_ERRORS as exc:
+                delay = backoff.next_delay()
+                self.log.warning("database_unavailable", step="register", error=str(exc), retry_in_s=round(delay, 2))
+                self._heartbeat_conn = None
+                if self._stop.wait(delay):
+                    raise SystemExit(0) from None
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        self.log.info("worker_stopping", running=self._count_running())
+        try:
+            self._consumer.cancel()
+        except amqp.TRANSIENT_ERRORS:
+            pass
+        # Withdraw this worker's credit now; keep heartbeating so running jobs keep their lease.
+        self._stopping_credit = True
+        self._heartbeat_wake.set()
+        deadline = started + self.settings.stop_grace_s
+        while self._count_running() and time.monotonic() < deadline:
+            self._pump(0.05)
+        with self._lock:
+            leftovers = dict(self._inflight)
+            self._inflight.clear()
+        if leftovers:
+            deliveries = [{"id": job_id, "token": f.token} for job_id, f in leftovers.items()]
+            handed = self._handback(deliveries)
+            self.log.info("jobs_handed_back", count=len(handed), job_ids=sorted(handed))
+            for flight in leftovers.values():
+                self._consumer.ack(flight.delivery)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._reporter.stop()
+        self._starter.stop()
+        self._pump(0.2)  # send the last acks
+        self._consumer.close()
+        try:
+            db.fetch(self._heartbeat_db(), "SELECT lzq_worker_exit(%s)", (self.worker_id,))
+        except db.TRANSIENT_ERRORS as exc:
+            self.log.warning("database_unavailable", step="exit", error=str(exc))
+        self.log.info("worker_stopped", duration_ms=round((time.monotonic() - started) * 1000))
+
+    def _pump(self, seconds: float) -> None:
+        """Let pika send queued acks (or just wait, if the broker is gone)."""
+        try:
+            if self._consumer.is_open:
+                self._consumer.process(seconds)
+                return
+        except amqp.TRANSIENT_ERRORS:
+            self._consumer.close()
+        time.sleep(seconds)
+
+    def _count_running(self) -> int:
+        with self._lock:
+            return sum(1 for f in self._inflight.values() if f.running)
+
+    def _handback(self, deliveries: list[dict]) -> list[int]:
+        backoff = Backoff(max_s=1.0)
+        for _ in range(5):
+            try:
+                rows = db.fetch(self._heartbeat_db(), "SELECT * FROM lzq_handback(%s, %s)",
+                                (self.worker_id, db.json(deliveries)))
+                return [row[0] for row in rows]
+            except db.TRANSIENT_ERRORS as exc:
+                self.log.warning("database_unavailable", step="handback", error=str(exc))
+                self._heartbeat_conn = None
+                time.sleep(backoff.next_delay())
+        # Not lost: the sweep returns them once this worker's heartbeat expires.
+        return []
+
+    # -- heartbeat ---------------------------------------------------------------------------------
+
+    def _heartbeat_db(self) -> Any:
+        if self._heartbeat_conn is None or self._heartbeat_conn.closed:
+            self._heartbeat_conn = db.connect(self.settings.dsn, application_name="lzq-worker-heartbeat")
+        return self._heartbeat_conn
+
+    def _heartbeat(self) -> bool:
+        """Register or heartbeat; True if the row had to be (re)created."""
+        rows = db.fetch(self._heartbeat_db(), "SELECT lzq_heartbeat(%s, %s, %s, %s, %s, %s)",
+                        (self.worker_id, socket.gethostname(), os.getpid(), self.queues,
+                         self.concurrency, self._stopping_credit))
+        return bool(rows[0][0])
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            self._heartbeat_wake.wait(self.settings.heartbeat_s)
+            self._heartbeat_wake.clear()
+            try:
+                if self._heartbeat():
+                    # We were swept as dead (frozen, or cut off past worker_dead_after_s): our jobs
+                    # may already run elsewhere. Stop at once rather than run them twice.
+                    self.log.error("worker_declared_dead", action="exiting", exit_code=EXIT_DECLARED_DEAD)
+                    os._exit(EXIT_DECLARED_DEAD)
+            except db.TRANSIENT_ERRORS as exc:
+                self.log.warning("database_unavailable", step="heartbeat", error=str(exc))
+                self._heartbeat_conn = None
+
+    # -- messages and jobs -------------------------------------------------------------------------
+
+    def _on_message(self, delivery: amqp.Delivery) -> None:
+        """On pika's thread: admit the delivery and queue it for a job slot."""
+        try:
+            job_id, token = amqp.decode(delivery.body)
+        except (ValueError, KeyError, TypeError):
+            self.log.warning("message_malformed", body=delivery.body[:200].decode(errors="replace"))
+            self._consumer.ack(delivery)
+            return
+        with self._lock:
+            if job_id in self._inflight:
+                # A redelivery of a job this process already holds (e.g. after a channel reconnect).
+                self.log.info("message_duplicate", job_id=job_id)
+                self._consumer.ack(delivery)
+                return
+            self._inflight[job_id] = _InFlight(delivery, token)
+        self._executor.submit(self._process, job_id, token, delivery)
+
+    def _process(self, job_id: int, token: str, delivery: amqp.Delivery) -> None:
+        """On a job thread: start fence, run, report, ack."""
+        if self._stop.is_set():
+            return  # not started: handed back by _shutdown
+        row = self._starter.submit((job_id, token)).result()
+        if row is None:
+            self.log.info("message_stale", job_id=job_id)
+            self._forget(job_id)
+            self._consumer.ack(delivery)
+            return
+        with self._lock:
+            flight = self._inflight.get(job_id)
+            if flight is not None:
+                flight.running = True
+        report = self._execute(row)
+        new_status = self._reporter.submit(report).result()
+        if new_status is None:
+            # Our attempt was taken from us (swept or handed back); its outcome no longer counts.
+            self.log.warning("report_rejected", job_id=job_id, attempt=report["attempt"])
+        self._forget(job_id)
+        self._consumer.ack(delivery)
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            self._inflight.pop(job_id, None)
+
+    def _execute(self, row: tuple) -> dict[str, Any]:
+        (job_id, _token, job_name, params, queue_name, priority, fairness_key, max_failures, attempt,
+         _created_at) = row
+        options = {"id": job_id, "attempt": attempt, "queue_name": queue_name, "priority": priority,
+                   "fairness_key": fairness_key, "max_failures": max_failures}
+        report: dict[str, Any] = {"id": job_id, "attempt": attempt, "outcome": "succeeded"}
+        job_log = self.log.bind(job_id=job_id, job_name=job_name, queue=queue_name, attempt=attempt)
+        started = time.monotonic()
+        try:
+            status = self.registry.resolve(job_name)(params, options)
+            if status == Job.STATUS_RETRY:
+                report.update(outcome="retry", error="handler set STATUS_RETRY")
+            elif status == Job.STATUS_FAIL:
+                report.update(outcome="failed", error="handler set STATUS_FAIL")
+        except UnknownHandler as exc:
+            report.update(outcome="failed", error=f"refused to run: {exc}")
+        except Retry as exc:
+            report.update(outcome="retry", error=str(exc), retry_delay_s=exc.delay_s)
+        except Fail as exc:
+            report.update(outcome="failed", error=str(exc))
+        except BaseException as exc:  # noqa: BLE001 - any escape from a handler is a failed attempt
+            report.update(outcome="retry", error=_describe(exc))
+        duration_ms = round((time.monotonic() - started) * 1000, 2)
+        if report["outcome"] == "succeeded":
+            job_log.info("job_succeeded", duration_ms=duration_ms)
+        else:
+            job_log.warning(f"job_{report['outcome']}", duration_ms=duration_ms, error=report["error"][:500],
+                            max_failures=max_failures)
+        return report
+
+    # -- batched SQL -------------------------------------------------------------------------------
+
+    def _start_batch(self, conn: Any, items: list[tuple[int, str]]) -> list[tuple | None]:
+        rows = db.fetch(conn, "SELECT * FROM lzq_start(%s, %s)",
+                        (self.worker_id, db.json([{"id": i, "token": t} for i, t in items])))
+        by_id = {row[0]: row for row in rows}
+        return [by_id.get(job_id) for job_id, _ in items]
+
+    def _finish_batch(self, conn: Any, reports: list[dict]) -> list[str | None]:
+        rows = db.fetch(conn, "SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports)))
+        applied = dict(rows)
+        return [applied.get(report["id"]) for report in reports]
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= _MAX_ERROR_CHARS else text[-_MAX_ERROR_CHARS:]
