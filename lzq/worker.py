@@ -38,7 +38,7 @@ class GroupCommit:
     def __init__(self, name: str, dsn: str, fn: Callable[[Any, list], list], logger: Any,
                  max_batch: int = 500) -> None:
         self._name, self._dsn, self._fn, self._log, self._max_batch = name, dsn, fn, logger, max_batch
-        self._queue: queue.SimpleQueue[tuple[Any, Future] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Any, Future]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"lzq-{name}", daemon=True)
         self._conn: Any = None
 
@@ -50,28 +50,15 @@ class GroupCommit:
         self._queue.put((item, future))
         return future
 
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
+        while True:  # daemon thread: ends with the process
+            batch = [self._queue.get()]
             while len(batch) < self._max_batch:
                 try:
-                    entry = self._queue.get_nowait()
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if entry is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(entry)
             self._commit(batch)
-        if self._conn is not None:
-            self._conn.close()
 
     def _commit(self, batch: list[tuple[Any, Future]]) -> None:
         backoff = Backoff()
@@ -187,25 +174,16 @@ class Worker:
         deadline = started + self.settings.stop_grace_s
         while self._count_running() and time.monotonic() < deadline:
             self._pump(0.05)
+        self._pump(0.05)  # send the acks of jobs that just finished
         with self._lock:
             leftovers = dict(self._inflight)
-            self._inflight.clear()
-        if leftovers:
-            deliveries = [{"id": job_id, "token": f.token} for job_id, f in leftovers.items()]
-            handed = self._handback(deliveries)
-            self.log.info("jobs_handed_back", count=len(handed), job_ids=sorted(handed))
-            for flight in leftovers.values():
-                self._consumer.ack(flight.delivery)
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._reporter.stop()
-        self._starter.stop()
-        self._pump(0.2)  # send the last acks
-        self._consumer.close()
-        try:
-            db.fetch(self._heartbeat_db(), "SELECT lzq_worker_exit(%s)", (self.worker_id,))
-        except db.TRANSIENT_ERRORS as exc:
-            self.log.warning("database_unavailable", step="exit", error=str(exc))
-        self.log.info("worker_stopped", duration_ms=round((time.monotonic() - started) * 1000))
+        handed = self._handback_and_exit([{"id": job_id, "token": f.token} for job_id, f in leftovers.items()])
+        # Return straight away: the caller exits the process, ending job threads still running past
+        # the grace period. Their jobs are already `ready` again, so every moment here could overlap
+        # with a new run elsewhere. Unacked messages are requeued when the connection drops; the
+        # start fence drops those copies.
+        self.log.info("worker_stopped", handed_back=sorted(handed),
+                      duration_ms=round((time.monotonic() - started) * 1000))
 
     def _pump(self, seconds: float) -> None:
         """Let pika send queued acks (or just wait, if the broker is gone)."""
@@ -221,16 +199,18 @@ class Worker:
         with self._lock:
             return sum(1 for f in self._inflight.values() if f.running)
 
-    def _handback(self, deliveries: list[dict]) -> list[int]:
+    def _handback_and_exit(self, deliveries: list[dict]) -> list[int]:
+        """Give unfinished jobs back and deregister, in one transaction."""
         backoff = Backoff(max_s=1.0)
         for _ in range(5):
             try:
-                rows = db.fetch(self._heartbeat_db(), "SELECT * FROM lzq_handback(%s, %s)",
-                                (self.worker_id, db.json(deliveries)))
+                with db.connect(self.settings.dsn, application_name="lzq-worker-exit") as conn, conn.transaction():
+                    rows = db.fetch(conn, "SELECT * FROM lzq_handback(%s, %s)",
+                                    (self.worker_id, db.json(deliveries)))
+                    db.fetch(conn, "SELECT lzq_worker_exit(%s)", (self.worker_id,))
                 return [row[0] for row in rows]
             except db.TRANSIENT_ERRORS as exc:
                 self.log.warning("database_unavailable", step="handback", error=str(exc))
-                self._heartbeat_conn = None
                 time.sleep(backoff.next_delay())
         # Not lost: the sweep returns them once this worker's heartbeat expires.
         return []

@@ -1,0 +1,51 @@
+"""Handlers for the end-to-end tests. Each run is recorded in e2e_runs, independently of lzq's tables.
+
+The record (start and end by the database clock, pid) is what the tests check "ran exactly once" and
+"never twice at the same time" against: it is written by the handler itself, not derived from lzq.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import psycopg
+
+import lzq
+
+_local = threading.local()
+
+
+def _conn() -> psycopg.Connection:
+    if getattr(_local, "conn", None) is None:
+        _local.conn = psycopg.connect(os.environ["LZQ_DSN"], autocommit=True)
+    return _local.conn
+
+
+@lzq.handler
+def record(params: dict, options: dict) -> None:
+    """Record the run; sleep params["sleep_s"]; fail while attempt <= params["fail_attempts"]."""
+    conn = _conn()
+    run_id = conn.execute(
+        "INSERT INTO e2e_runs (job_id, attempt, pid) VALUES (%s, %s, %s) RETURNING run_id",
+        (options["id"], options["attempt"], os.getpid()),
+    ).fetchone()[0]
+    # Sleep in steps, noting we are alive: a run cut short by its process dying ends at its last step.
+    deadline = time.monotonic() + params.get("sleep_s", 0)
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+        conn.execute("UPDATE e2e_runs SET last_seen_at = clock_timestamp() WHERE run_id = %s", (run_id,))
+    conn.execute("UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_id = %s", (run_id,))
+    if options["attempt"] <= params.get("fail_attempts", 0):
+        raise lzq.Retry("planned failure", delay_s=0)
+
+
+class Counted(lzq.Job):
+    """A class handler; `Counted#twice` is a method handler."""
+
+    def run(self, job_params: dict, job_options: dict) -> None:
+        record(job_params, job_options)
+
+    def twice(self, job_params: dict, job_options: dict) -> None:
+        record(job_params, job_options)

@@ -1,0 +1,96 @@
+"""lzq.amqp against a real RabbitMQ: confirms, mandatory routing, acks from other threads, reconnects."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pika
+
+from lzq import amqp
+from tests.conftest import AMQP_URL
+
+
+def _drain(consumer: amqp.Consumer, received: list, want: int, timeout_s: float = 5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(received) < want and time.monotonic() < deadline:
+        consumer.process(0.05)
+
+
+def _ready_count(prefix: str, queue_name: str = "default") -> int:
+    return amqp.queue_depth(AMQP_URL, prefix, queue_name)
+
+
+def test_published_messages_are_confirmed_and_consumed(amqp_prefix):
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    received: list[amqp.Delivery] = []
+    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
+    consumer.connect()
+    try:
+        assert publisher.publish_many([("default", i, f"t{i}") for i in range(5)]) == [True] * 5
+        _drain(consumer, received, 5)
+        assert [amqp.decode(d.body) for d in received] == [(i, f"t{i}") for i in range(5)]
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_unroutable_message_is_reported_not_confirmed(amqp_prefix):
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    try:
+        assert publisher.publish_many([("default", 1, "t")]) == [True]
+        # Someone deletes the queue behind our back: mandatory publishing must say so.
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection.channel().queue_delete(amqp.queue_for(amqp_prefix, "default"))
+        connection.close()
+        assert publisher.publish_many([("default", 2, "t")]) == [False]
+    finally:
+        publisher.close()
+
+
+def test_prefetch_bounds_unacked_messages_and_acks_work_from_other_threads(amqp_prefix):
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    received: list[amqp.Delivery] = []
+    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=3, on_message=received.append)
+    consumer.connect()
+    try:
+        publisher.publish_many([("default", i, "t") for i in range(6)])
+        _drain(consumer, received, 6, timeout_s=1)
+        assert len(received) == 3  # the rest wait in RabbitMQ until these are acked
+
+        acker = threading.Thread(target=lambda: [consumer.ack(d) for d in list(received)])
+        acker.start()
+        acker.join()
+        _drain(consumer, received, 6)
+        assert len(received) == 6
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_acks_for_a_previous_channel_are_skipped_after_reconnect(amqp_prefix):
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    received: list[amqp.Delivery] = []
+    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=5, on_message=received.append)
+    consumer.connect()
+    try:
+        publisher.publish_many([("default", 1, "t")])
+        _drain(consumer, received, 1)
+        old = received.pop()
+        consumer.connect()  # the old channel is gone; RabbitMQ requeues its unacked message
+        _drain(consumer, received, 1)
+        assert amqp.decode(received[0].body) == (1, "t")  # the requeued copy, on the new channel
+        assert received[0].generation == old.generation + 1
+        consumer.ack(old)  # must not raise nor ack the new delivery by its (reused) tag
+        consumer.process(0.2)
+        assert consumer.is_open
+        consumer.ack(received[0])
+        consumer.process(0.2)
+        assert _ready_count(amqp_prefix) == 0
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_queue_depth_of_missing_queue_is_zero(amqp_prefix):
+    assert _ready_count(amqp_prefix, "never-declared") == 0
