@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -39,69 +41,169 @@ def decode(body: bytes) -> tuple[int, str]:
     return job_id, token
 
 
-def _connect(url: str, name: str) -> pika.BlockingConnection:
+def _parameters(url: str, name: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.client_properties = {"connection_name": name}
     params.heartbeat = 30
     params.blocked_connection_timeout = 60
-    return pika.BlockingConnection(params)
+    return params
+
+
+def _connect(url: str, name: str) -> pika.BlockingConnection:
+    return pika.BlockingConnection(_parameters(url, name))
 
 
 def _declare(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> None:
-    # Durable so the queue (and its binding to workers) outlives a broker restart.
+    # Durable so the queue outlives a broker restart.
     channel.queue_declare(queue=queue, durable=True)
 
 
 class Publisher:
-    """Publishes dispatches with publisher confirms and ``mandatory`` (unroutable → not confirmed)."""
+    """Publishes dispatches with publisher confirms and ``mandatory``, a whole batch per round trip.
 
-    def __init__(self, url: str, prefix: str, name: str = "lzq-superqueuer") -> None:
+    pika's BlockingConnection waits for each confirm in turn (one broker round trip per message).
+    This runs pika's asynchronous SelectConnection on its own I/O thread instead: ``publish_many``
+    hands the batch to that thread, which publishes every message and collects the broker's acks
+    (RabbitMQ acks many at once with ``multiple``); the caller waits once for the whole batch.
+    """
+
+    def __init__(self, url: str, prefix: str, name: str = "lzq-superqueuer",
+                 confirm_timeout_s: float = 30.0) -> None:
         self._url, self._prefix, self._name = url, prefix, name
-        self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._confirm_timeout_s = confirm_timeout_s
+        self._connection: pika.SelectConnection | None = None
+        self._channel: Any = None
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._failure: BaseException | None = None
         self._declared: set[str] = set()
+        # State of the batch in flight; touched only on the I/O thread until `_batch_done` is set.
+        self._next_tag = 0
+        self._pending: dict[int, int] = {}  # delivery tag -> index in the batch
+        self._index_by_job: dict[int, int] = {}
+        self._returned: set[int] = set()
+        self._results: list[bool] = []
+        self._batch_done = threading.Event()
 
     def publish_many(self, messages: Iterable[tuple[str, int, str]]) -> list[bool]:
         """Publish (queue_name, job_id, token) messages; True for each the broker confirmed.
 
-        False means RabbitMQ refused or could not route it: the caller hands the job back. A
-        connection error propagates; the caller treats every unconfirmed message as not sent.
+        False means RabbitMQ refused (nack) or could not route it: the caller hands the job back.
+        A connection error or a confirm timeout raises; the caller then treats every message of
+        the batch as not sent.
         """
-        channel = self._ensure_channel()
-        results = []
-        for queue_name, job_id, token in messages:
-            queue = queue_for(self._prefix, queue_name)
-            if queue not in self._declared:
-                _declare(channel, queue)
-                self._declared.add(queue)
-            try:
-                channel.basic_publish("", queue, encode(job_id, token), _PROPERTIES, mandatory=True)
-                results.append(True)
-            except (pika.exceptions.UnroutableError, pika.exceptions.NackError):
-                results.append(False)
-        return results
-
-    def keepalive(self) -> None:
-        """Let pika answer broker heartbeats between publishes."""
-        if self._connection is not None and self._connection.is_open:
-            self._connection.process_data_events(0)
-
-    def _ensure_channel(self):
-        if self._connection is None or not self._connection.is_open or not self._channel.is_open:
+        batch = list(messages)
+        if not batch:
+            return []
+        self._ensure_open()
+        self._batch_done.clear()
+        self._connection.ioloop.add_callback_threadsafe(functools.partial(self._publish_batch, batch))
+        if not self._batch_done.wait(self._confirm_timeout_s):
             self.close()
-            self._connection = _connect(self._url, self._name)
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
-            self._declared.clear()
-        return self._channel
+            raise pika.exceptions.AMQPConnectionError(f"no publisher confirms within {self._confirm_timeout_s}s")
+        if self._failure is not None:
+            failure = self._failure
+            self.close()
+            raise failure
+        return self._results
 
     def close(self) -> None:
-        if self._connection is not None and self._connection.is_open:
+        connection, thread = self._connection, self._thread
+        self._connection, self._thread = None, None
+        if connection is not None:
+            def shut() -> None:
+                if connection.is_open or connection.is_opening:
+                    connection.close()
+                else:
+                    connection.ioloop.stop()
             try:
-                self._connection.close()
-            except TRANSIENT_ERRORS:
+                connection.ioloop.add_callback_threadsafe(shut)
+            except Exception:  # noqa: BLE001 - the loop may already be gone
                 pass
-        self._connection, self._channel = None, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    # -- I/O thread ----------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._connection is not None and self._failure is None and self._channel is not None:
+            return
+        self.close()
+        self._failure, self._channel, self._next_tag = None, None, 0
+        self._declared.clear()
+        self._opened.clear()
+        self._connection = pika.SelectConnection(
+            _parameters(self._url, self._name),
+            on_open_callback=lambda conn: conn.channel(on_open_callback=self._on_channel_open),
+            on_open_error_callback=self._on_connection_lost,
+            on_close_callback=self._on_connection_lost,
+        )
+        self._thread = threading.Thread(target=self._connection.ioloop.start, name="lzq-amqp-publisher",
+                                        daemon=True)
+        self._thread.start()
+        if not self._opened.wait(self._confirm_timeout_s) or self._failure is not None:
+            failure = self._failure or pika.exceptions.AMQPConnectionError("timed out connecting to RabbitMQ")
+            self.close()
+            raise failure
+
+    def _on_channel_open(self, channel: Any) -> None:
+        channel.add_on_return_callback(self._on_return)
+        channel.add_on_close_callback(lambda _ch, reason: self._on_connection_lost(None, reason))
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._on_confirm_mode(channel))
+
+    def _on_confirm_mode(self, channel: Any) -> None:
+        self._channel = channel
+        self._opened.set()
+
+    def _on_connection_lost(self, connection: Any, reason: BaseException | str) -> None:
+        if not isinstance(reason, BaseException):
+            reason = pika.exceptions.AMQPConnectionError(str(reason))
+        self._failure = reason
+        self._opened.set()
+        self._batch_done.set()
+        if connection is not None:
+            connection.ioloop.stop()
+
+    def _publish_batch(self, batch: list[tuple[str, int, str]]) -> None:
+        if self._failure is not None or self._channel is None:
+            self._batch_done.set()
+            return
+        for queue_name, _, _ in batch:
+            queue = queue_for(self._prefix, queue_name)
+            if queue not in self._declared:
+                # Durable so the queue outlives a broker restart; publish once it surely exists.
+                def declared(_frame: Any, queue: str = queue) -> None:
+                    self._declared.add(queue)
+                    self._publish_batch(batch)
+
+                self._channel.queue_declare(queue=queue, durable=True, callback=declared)
+                return
+        self._results = [False] * len(batch)
+        self._returned.clear()
+        self._pending.clear()
+        self._index_by_job = {job_id: i for i, (_, job_id, _) in enumerate(batch)}
+        for index, (queue_name, job_id, token) in enumerate(batch):
+            self._channel.basic_publish("", queue_for(self._prefix, queue_name), encode(job_id, token),
+                                        _PROPERTIES, mandatory=True)
+            self._next_tag += 1
+            self._pending[self._next_tag] = index
+
+    def _on_return(self, _channel: Any, _method: Any, _properties: Any, body: bytes) -> None:
+        # RabbitMQ sends basic.return before the ack of the same message: remember it as refused.
+        job_id, _ = decode(body)
+        if job_id in self._index_by_job:
+            self._returned.add(self._index_by_job[job_id])
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = [t for t in self._pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        for tag in tags:
+            index = self._pending.pop(tag, None)
+            if index is not None:
+                self._results[index] = acked and index not in self._returned
+        if not self._pending:
+            self._batch_done.set()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,17 @@ def fetch(conn: psycopg.Connection, sql: str, params: Any = None) -> list[tuple]
         return cur.fetchall() if cur.description else []
 
 
+def fetch_pipelined(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
+    """Run several statements in one network round trip (libpq pipeline mode); rows of each.
+
+    On an autocommit connection each statement is still its own transaction, run in order.
+    """
+    with translated_errors():
+        with conn.pipeline():
+            cursors = [conn.execute(sql, params) for sql, params in statements]
+        return [cur.fetchall() if cur.description else [] for cur in cursors]
+
+
 class Listener:
     """A dedicated connection LISTENing on the lzq channel; ``wait`` returns the payloads received."""
 

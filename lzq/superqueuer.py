@@ -35,6 +35,7 @@ class Superqueuer:
                                          name=f"lzq-superqueuer {self.superqueuer_id}")
         self._next_sweep = 0.0
         self._next_due_in_s: float | None = None
+        self._idle = False
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -47,8 +48,7 @@ class Superqueuer:
         while not self._stop.is_set():
             try:
                 self._connect()
-                if self.run_once() < self.settings.claim_batch:
-                    self._sleep()
+                self._step()
                 backoff.reset()
             except db.TRANSIENT_ERRORS as exc:
                 self._retry_later("database_unavailable", exc, backoff)
@@ -58,23 +58,48 @@ class Superqueuer:
         self.log.info("superqueuer_stopped")
         return 0
 
-    def run_once(self) -> int:
-        """One pass; returns how many jobs were published (a full batch means: go again at once)."""
+    def _step(self) -> None:
+        """A pass; if it found less than a full batch, say we are idle, look once more, then sleep.
+
+        The second look closes a race: a push that committed just before the idle flag was visible
+        did not NOTIFY. After it, every push and finish NOTIFYs until the next pass clears the flag.
+        """
+        if self.run_once(idle=False if self._idle else None) >= self.settings.claim_batch:
+            return
+        if self.run_once(idle=True):
+            return
+        timeout = min(self.settings.poll_interval_s, max(0.0, self._next_sweep - time.monotonic()))
+        if self._next_due_in_s is not None:
+            timeout = min(timeout, self._next_due_in_s)
+        self._listener.wait(timeout)
+
+    def run_once(self, idle: bool | None = None) -> int:
+        """One pass; returns how many jobs were published (a full batch means: go again at once).
+
+        Sweep (when due), promote and claim go to PostgreSQL in one round trip; so does the idle
+        flag when ``idle`` is given.
+        """
         self._connect()
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._sweep()
-            self._next_sweep = now + self.settings.sweep_interval_s
-        promoted, self._next_due_in_s = self._fetch("SELECT * FROM lzq_promote(%s)",
-                                                    (self.settings.claim_batch,))[0]
-        if promoted:
-            self.log.debug("jobs_promoted", count=promoted)
-        claimed = self._fetch("SELECT * FROM lzq_claim(%s, %s, %s, %s)",
-                              (self.settings.claim_batch, self.settings.dispatch_lease_s,
-                               self.settings.prefetch_margin, self.settings.worker_dead_after_s))
-        if not claimed:
-            return 0
-        return self._publish(claimed)
+        statements: list[tuple[str, object]] = []
+        if idle is not None:
+            statements.append(("SELECT lzq_superqueuer_idle(%s, %s)", (self.superqueuer_id, idle)))
+            self._idle = idle
+        sweeping = time.monotonic() >= self._next_sweep
+        if sweeping:
+            statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
+            self._next_sweep = time.monotonic() + self.settings.sweep_interval_s
+        statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
+        statements.append(("SELECT * FROM lzq_claim(%s, %s, %s, %s)",
+                           (self.settings.claim_batch, self.settings.dispatch_lease_s,
+                            self.settings.prefetch_margin, self.settings.worker_dead_after_s)))
+        results = db.fetch_pipelined(self._conn, statements)
+        claimed = results.pop()
+        [(promoted_count, self._next_due_in_s)] = results.pop()
+        if sweeping:
+            self._log_swept(results.pop())
+        if promoted_count:
+            self.log.debug("jobs_promoted", count=promoted_count)
+        return self._publish(claimed) if claimed else 0
 
     def _publish(self, claimed: list[tuple]) -> int:
         messages = [(queue_name, job_id, str(token)) for job_id, token, queue_name in claimed]
@@ -101,28 +126,9 @@ class Superqueuer:
             # Still safe: their dispatch lease expires and the sweep makes them ready again.
             self.log.warning("database_unavailable", step="handback", error=str(exc))
 
-    def _sweep(self) -> None:
-        rows = self._fetch("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,))
+    def _log_swept(self, rows: list[tuple]) -> None:
         for job_id, from_status, to_status in rows:
             self.log.warning("job_recovered", job_id=job_id, from_status=from_status, to_status=to_status)
-
-    def _sleep(self) -> None:
-        """Sleep until NOTIFY, the next scheduled job, the next sweep or the backstop poll."""
-        self._set_idle(True)
-        try:
-            # Re-check after the flag is visible: a push that committed just before it did not NOTIFY.
-            if self.run_once():
-                return
-            timeout = min(self.settings.poll_interval_s, max(0.0, self._next_sweep - time.monotonic()))
-            if self._next_due_in_s is not None:
-                timeout = min(timeout, self._next_due_in_s)
-            self._publisher.keepalive()
-            self._listener.wait(timeout)
-        finally:
-            self._set_idle(False)
-
-    def _set_idle(self, idle: bool) -> None:
-        self._fetch("SELECT lzq_superqueuer_idle(%s, %s)", (self.superqueuer_id, idle))
 
     # -- plumbing ----------------------------------------------------------------------------------
 
