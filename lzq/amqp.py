@@ -7,6 +7,7 @@ and any message may be lost or duplicated without harm: the start fence rejects 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -67,8 +68,9 @@ class Publisher:
     (RabbitMQ acks many at once with ``multiple``); the caller waits once for the whole batch.
     """
 
-    def __init__(self, url: str, prefix: str, name: str = "lzq-superqueuer",
-                 confirm_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, prefix: str, name: str = "lzq-superqueuer", confirm_timeout_s: float = 30.0
+    ) -> None:
         self._url, self._prefix, self._name = url, prefix, name
         self._confirm_timeout_s = confirm_timeout_s
         self._connection: pika.SelectConnection | None = None
@@ -100,7 +102,9 @@ class Publisher:
         self._connection.ioloop.add_callback_threadsafe(functools.partial(self._publish_batch, batch))
         if not self._batch_done.wait(self._confirm_timeout_s):
             self.close()
-            raise pika.exceptions.AMQPConnectionError(f"no publisher confirms within {self._confirm_timeout_s}s")
+            raise pika.exceptions.AMQPConnectionError(
+                f"no publisher confirms within {self._confirm_timeout_s}s"
+            )
         if self._failure is not None:
             failure = self._failure
             self.close()
@@ -111,15 +115,15 @@ class Publisher:
         connection, thread = self._connection, self._thread
         self._connection, self._thread = None, None
         if connection is not None:
+
             def shut() -> None:
                 if connection.is_open or connection.is_opening:
                     connection.close()
                 else:
                     connection.ioloop.stop()
-            try:
+
+            with contextlib.suppress(Exception):  # the loop may already be gone
                 connection.ioloop.add_callback_threadsafe(shut)
-            except Exception:  # noqa: BLE001 - the loop may already be gone
-                pass
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
@@ -138,8 +142,9 @@ class Publisher:
             on_open_error_callback=self._on_connection_lost,
             on_close_callback=self._on_connection_lost,
         )
-        self._thread = threading.Thread(target=self._connection.ioloop.start, name="lzq-amqp-publisher",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._connection.ioloop.start, name="lzq-amqp-publisher", daemon=True
+        )
         self._thread.start()
         if not self._opened.wait(self._confirm_timeout_s) or self._failure is not None:
             failure = self._failure or pika.exceptions.AMQPConnectionError("timed out connecting to RabbitMQ")
@@ -183,8 +188,9 @@ class Publisher:
         self._pending.clear()
         self._index_by_job = {job_id: i for i, (_, job_id, _) in enumerate(batch)}
         for index, (queue_name, job_id, token) in enumerate(batch):
-            self._channel.basic_publish("", queue_for(self._prefix, queue_name), encode(job_id, token),
-                                        _PROPERTIES, mandatory=True)
+            self._channel.basic_publish(
+                "", queue_for(self._prefix, queue_name), encode(job_id, token), _PROPERTIES, mandatory=True
+            )
             self._next_tag += 1
             self._pending[self._next_tag] = index
 
@@ -197,7 +203,11 @@ class Publisher:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         acked = isinstance(method, pika.spec.Basic.Ack)
-        tags = [t for t in self._pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        tags = (
+            [t for t in self._pending if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
         for tag in tags:
             index = self._pending.pop(tag, None)
             if index is not None:
@@ -222,8 +232,15 @@ class Consumer:
     their outcome is committed, so it bounds the jobs this worker holds.
     """
 
-    def __init__(self, url: str, prefix: str, queues: list[str], prefetch: int,
-                 on_message: Callable[[Delivery], None], name: str = "lzq-worker") -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        queues: list[str],
+        prefetch: int,
+        on_message: Callable[[Delivery], None],
+        name: str = "lzq-worker",
+    ) -> None:
         self._url, self._prefix, self._name = url, prefix, name
         self._queues, self._prefetch, self._on_message = queues, prefetch, on_message
         self._connection: pika.BlockingConnection | None = None
@@ -242,9 +259,14 @@ class Consumer:
         for queue_name in self._queues:
             queue = queue_for(self._prefix, queue_name)
             _declare(self._channel, queue)
-            self._consumer_tags.append(self._channel.basic_consume(
-                queue, lambda _ch, method, _props, body: self._on_message(
-                    Delivery(method.delivery_tag, generation, body))))
+            self._consumer_tags.append(
+                self._channel.basic_consume(
+                    queue,
+                    lambda _ch, method, _props, body: self._on_message(
+                        Delivery(method.delivery_tag, generation, body)
+                    ),
+                )
+            )
 
     @property
     def is_open(self) -> bool:
@@ -260,10 +282,8 @@ class Consumer:
         connection = self._connection
         if connection is None or delivery.generation != self.generation:
             return
-        try:
+        with contextlib.suppress(TRANSIENT_ERRORS):
             connection.add_callback_threadsafe(functools.partial(self._ack, delivery))
-        except TRANSIENT_ERRORS:
-            pass
 
     def _ack(self, delivery: Delivery) -> None:
         if delivery.generation == self.generation and self._channel is not None and self._channel.is_open:
@@ -278,10 +298,8 @@ class Consumer:
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:
-            try:
+            with contextlib.suppress(TRANSIENT_ERRORS):
                 self._connection.close()
-            except TRANSIENT_ERRORS:
-                pass
         self._connection, self._channel = None, None
         self._consumer_tags.clear()
 
@@ -292,7 +310,9 @@ def queue_depth(url: str, prefix: str, queue_name: str) -> int:
     try:
         channel = connection.channel()
         try:
-            return channel.queue_declare(queue=queue_for(prefix, queue_name), passive=True).method.message_count
+            return channel.queue_declare(
+                queue=queue_for(prefix, queue_name), passive=True
+            ).method.message_count
         except pika.exceptions.ChannelClosedByBroker:
             return 0
     finally:

@@ -20,12 +20,30 @@ from lzq.errors import LzqError
 def _common_options(fn: Callable) -> Callable:
     """--dsn, --amqp-url, --log-level on every command, so each one also works on its own."""
 
-    @click.option("--dsn", envvar="LZQ_DSN", show_envvar=True, default="",
-                  help="PostgreSQL conninfo or URL (empty: libpq defaults, PGHOST etc.).")
-    @click.option("--amqp-url", envvar="LZQ_AMQP_URL", show_envvar=True, default=DEFAULT_AMQP_URL,
-                  show_default=True, help="RabbitMQ URL.")
-    @click.option("--log-level", envvar="LZQ_LOG_LEVEL", show_envvar=True, default="info", show_default=True,
-                  type=click.Choice(["debug", "info", "warning", "error"]), help="Least severe event logged.")
+    @click.option(
+        "--dsn",
+        envvar="LZQ_DSN",
+        show_envvar=True,
+        default="",
+        help="PostgreSQL conninfo or URL (empty: libpq defaults, PGHOST etc.).",
+    )
+    @click.option(
+        "--amqp-url",
+        envvar="LZQ_AMQP_URL",
+        show_envvar=True,
+        default=DEFAULT_AMQP_URL,
+        show_default=True,
+        help="RabbitMQ URL.",
+    )
+    @click.option(
+        "--log-level",
+        envvar="LZQ_LOG_LEVEL",
+        show_envvar=True,
+        default="info",
+        show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        help="Least severe event logged.",
+    )
     @functools.wraps(fn)
     def wrapper(dsn: str, amqp_url: str, log_level: str, **kwargs: Any) -> Any:
         log.configure(log_level)
@@ -39,10 +57,20 @@ def _common_options(fn: Callable) -> Callable:
 
 
 def _app_options(fn: Callable) -> Callable:
-    @click.option("--app", "apps", multiple=True, metavar="MODULE",
-                  help="Import MODULE (it registers handlers) and allow dotted job names inside it. Repeatable.")
-    @click.option("--allow", "allowed", multiple=True, metavar="MODULE",
-                  help="Allow dotted job names inside MODULE without importing it up front. Repeatable.")
+    @click.option(
+        "--app",
+        "apps",
+        multiple=True,
+        metavar="MODULE",
+        help="Import MODULE (it registers handlers) and allow dotted job names inside it. Repeatable.",
+    )
+    @click.option(
+        "--allow",
+        "allowed",
+        multiple=True,
+        metavar="MODULE",
+        help="Allow dotted job names inside MODULE without importing it up front. Repeatable.",
+    )
     @functools.wraps(fn)
     def wrapper(*args: Any, apps: tuple[str, ...], allowed: tuple[str, ...], **kwargs: Any) -> Any:
         from lzq.registry import default_registry
@@ -83,9 +111,12 @@ def status(settings: Settings) -> None:
 
     with db.connect(settings.dsn, application_name="lzq-status") as conn:
         counts = db.fetch(conn, "SELECT queue_name, status, count(*) FROM lzq_jobs GROUP BY 1, 2")
-        workers = db.fetch(conn, """SELECT worker_id, queues, slots, stopping,
+        workers = db.fetch(
+            conn,
+            """SELECT worker_id, queues, slots, stopping,
                                            round(extract(epoch FROM now() - heartbeat_at)::numeric, 1)
-                                      FROM lzq_workers ORDER BY worker_id""")
+                                      FROM lzq_workers ORDER BY worker_id""",
+        )
     statuses = [s.value for s in Status]
     table: dict[str, dict[str, int]] = {}
     for queue_name, job_status, count in counts:
@@ -164,10 +195,21 @@ def superqueuer(settings: Settings) -> None:
 
 
 @cli.command()
-@click.option("--queue", "queues", multiple=True, default=["default"], show_default=True,
-              help="Queue to consume. Repeatable.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Jobs run at once (threads); also the credit this worker offers.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    default=["default"],
+    show_default=True,
+    help="Queue to consume. Repeatable.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Jobs run at once (threads); also the credit this worker offers.",
+)
 @_app_options
 @_common_options
 def worker(settings: Settings, queues: tuple[str, ...], concurrency: int) -> None:
@@ -182,9 +224,13 @@ def worker(settings: Settings, queues: tuple[str, ...], concurrency: int) -> Non
 
 
 @cli.command()
-@click.option("--jobs", type=click.IntRange(min=1), default=3000, show_default=True, help="How many jobs to push.")
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=3000, show_default=True, help="How many jobs to push."
+)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Slots per worker.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Slots per worker."
+)
 @_common_options
 def demo(settings: Settings, jobs: int, workers: int, concurrency: int) -> None:
     """Run a real workload end to end: migrate, start daemons, push jobs, show progress, stop."""

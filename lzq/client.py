@@ -25,16 +25,25 @@ class Client:
     job then exists exactly when that transaction commits. Thread-safe; connections are pooled.
     """
 
-    def __init__(self, dsn: str | None = None, amqp_url: str | None = None, *,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self, dsn: str | None = None, amqp_url: str | None = None, *, settings: Settings | None = None
+    ) -> None:
         self.settings = settings or Settings.from_env(dsn=dsn, amqp_url=amqp_url)
         self._pool: Any = None
         self._pool_lock = threading.Lock()
 
     # -- producing ---------------------------------------------------------------------------------
 
-    def push(self, job_name: JobName, job_params: Mapping[str, Any] | None = None,
-             job_options: Options | None = None, /, *, conn: Any = None, **options: Any) -> JobRef:
+    def push(
+        self,
+        job_name: JobName,
+        job_params: Mapping[str, Any] | None = None,
+        job_options: Options | None = None,
+        /,
+        *,
+        conn: Any = None,
+        **options: Any,
+    ) -> JobRef:
         """Queue a job; returns a JobRef (``.id``).
 
         Options, as a dict (seed style) or keywords, same meaning: ``queue_name`` (default
@@ -46,15 +55,29 @@ class Client:
         rows = self._fetch(conn, "SELECT lzq_push(%s, %s, %s)", (name, db.json(params), db.json(opts)))
         return JobRef(rows[0][0])
 
-    def schedule(self, job_name: JobName, job_params: Mapping[str, Any] | None, start_time: Any,
-                 job_options: Options | None = None, /, *, conn: Any = None, **options: Any) -> JobRef:
+    def schedule(
+        self,
+        job_name: JobName,
+        job_params: Mapping[str, Any] | None,
+        start_time: Any,
+        job_options: Options | None = None,
+        /,
+        *,
+        conn: Any = None,
+        **options: Any,
+    ) -> JobRef:
         """Queue a job to start at ``start_time`` (same forms as the ``start_time`` option)."""
         name, params, opts = _prepare(job_name, job_params, job_options, options)
-        rows = self._fetch(conn, "SELECT lzq_schedule(%s, %s, %s, %s)",
-                           (name, db.json(params), _time_text(start_time), db.json(opts)))
+        rows = self._fetch(
+            conn,
+            "SELECT lzq_schedule(%s, %s, %s, %s)",
+            (name, db.json(params), _time_text(start_time), db.json(opts)),
+        )
         return JobRef(rows[0][0])
 
-    def push_many(self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None) -> list[JobRef]:
+    def push_many(
+        self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None
+    ) -> list[JobRef]:
         """Queue many jobs in one statement; all or nothing. Returns JobRefs in input order.
 
         Each job is ``(job_name, job_params[, job_options])`` or a dict with those keys. An invalid
@@ -67,7 +90,9 @@ class Client:
             elif isinstance(job, Sequence) and not isinstance(job, str) and 1 <= len(job) <= 3:
                 name, params, opts = (*job, None, None)[:3]
             else:
-                raise InvalidArgument(f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)")
+                raise InvalidArgument(
+                    f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)"
+                )
             try:
                 name, params, opts = _prepare(name, params, opts, {})
             except InvalidArgument as exc:
@@ -119,8 +144,9 @@ class Client:
             return self._pool
 
 
-def _prepare(job_name: Any, job_params: Any, job_options: Any, keywords: Mapping[str, Any]
-             ) -> tuple[str, Any, dict[str, Any]]:
+def _prepare(
+    job_name: Any, job_params: Any, job_options: Any, keywords: Mapping[str, Any]
+) -> tuple[str, Any, dict[str, Any]]:
     """Normalise Python-side forms (dict job names, datetimes) so SQL sees plain JSON.
 
     Validation of values stays in SQL (one set of rules for every language); this only merges the

@@ -23,10 +23,14 @@ def canonical_name(job_name: str | Mapping[str, Any]) -> str:
     if isinstance(job_name, str):
         return job_name
     if not isinstance(job_name, Mapping):
-        raise InvalidArgument("job_name", f"job_name: must be a string or a dict, got {type(job_name).__name__}")
+        raise InvalidArgument(
+            "job_name", f"job_name: must be a string or a dict, got {type(job_name).__name__}"
+        )
     unknown = set(job_name) - {"type", "name", "method"}
     if unknown:
-        raise InvalidArgument("job_name", f"job_name: unknown keys {sorted(unknown)} (use type, name, method)")
+        raise InvalidArgument(
+            "job_name", f"job_name: unknown keys {sorted(unknown)} (use type, name, method)"
+        )
     kind = _SERVICE_TYPES.get(job_name.get("type", "class"))
     name, method = job_name.get("name"), job_name.get("method")
     if kind is None:
@@ -127,7 +131,9 @@ def _runner(target: Any, method: str | None, is_instance: bool = False) -> Runne
         cls = target
 
         def run_class(params: dict, options: dict) -> str:
-            instance = cls(id=options.get("id"), attempt=options.get("attempt")) if issubclass(cls, Job) else cls()
+            instance = (
+                cls(id=options.get("id"), attempt=options.get("attempt")) if issubclass(cls, Job) else cls()
+            )
             _call(_bound(instance, method or "run"), params, options)
             return getattr(instance, "status", Job.STATUS_SUCCESS)
 

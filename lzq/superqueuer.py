@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -31,8 +32,9 @@ class Superqueuer:
         self._stop = threading.Event()
         self._conn: Any = None
         self._listener: db.Listener | None = None
-        self._publisher = amqp.Publisher(settings.amqp_url, settings.amqp_prefix,
-                                         name=f"lzq-superqueuer {self.superqueuer_id}")
+        self._publisher = amqp.Publisher(
+            settings.amqp_url, settings.amqp_prefix, name=f"lzq-superqueuer {self.superqueuer_id}"
+        )
         self._next_sweep = 0.0
         self._next_due_in_s: float | None = None
         self._idle = False
@@ -89,9 +91,17 @@ class Superqueuer:
             statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
             self._next_sweep = time.monotonic() + self.settings.sweep_interval_s
         statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
-        statements.append(("SELECT * FROM lzq_claim(%s, %s, %s, %s)",
-                           (self.settings.claim_batch, self.settings.dispatch_lease_s,
-                            self.settings.prefetch_margin, self.settings.worker_dead_after_s)))
+        statements.append(
+            (
+                "SELECT * FROM lzq_claim(%s, %s, %s, %s)",
+                (
+                    self.settings.claim_batch,
+                    self.settings.dispatch_lease_s,
+                    self.settings.prefetch_margin,
+                    self.settings.worker_dead_after_s,
+                ),
+            )
+        )
         results = db.fetch_pipelined(self._conn, statements)
         claimed = results.pop()
         [(promoted_count, self._next_due_in_s)] = results.pop()
@@ -153,9 +163,7 @@ class Superqueuer:
     def _close(self) -> None:
         for closeable in (self._listener, self._conn):
             if closeable is not None:
-                try:
+                with contextlib.suppress(db.TRANSIENT_ERRORS):
                     closeable.close()
-                except db.TRANSIENT_ERRORS:
-                    pass
         self._listener, self._conn = None, None
         self._publisher.close()

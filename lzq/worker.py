@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -35,8 +36,9 @@ class GroupCommit:
     backoff on a new connection; every lzq function it calls is idempotent for a retry.
     """
 
-    def __init__(self, name: str, dsn: str, fn: Callable[[Any, list], list], logger: Any,
-                 max_batch: int = 500) -> None:
+    def __init__(
+        self, name: str, dsn: str, fn: Callable[[Any, list], list], logger: Any, max_batch: int = 500
+    ) -> None:
         self._name, self._dsn, self._fn, self._log, self._max_batch = name, dsn, fn, logger, max_batch
         self._queue: queue.SimpleQueue[tuple[Any, Future]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"lzq-{name}", daemon=True)
@@ -70,7 +72,9 @@ class GroupCommit:
                 break
             except db.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
-                self._log.warning("database_unavailable", step=self._name, error=str(exc), retry_in_s=round(delay, 2))
+                self._log.warning(
+                    "database_unavailable", step=self._name, error=str(exc), retry_in_s=round(delay, 2)
+                )
                 self._conn = None
                 time.sleep(delay)
             except Exception as exc:  # a bug, not an outage: fail these callers, keep serving others
@@ -97,8 +101,9 @@ class Worker:
     consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
     """
 
-    def __init__(self, settings: Settings, queues: list[str], concurrency: int,
-                 registry: Registry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, queues: list[str], concurrency: int, registry: Registry | None = None
+    ) -> None:
         self.settings = settings
         self.queues = queues
         self.concurrency = concurrency
@@ -114,9 +119,14 @@ class Worker:
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="lzq-job")
         self._starter = GroupCommit("start", settings.dsn, self._start_batch, self.log)
         self._reporter = GroupCommit("finish", settings.dsn, self._finish_batch, self.log)
-        self._consumer = amqp.Consumer(settings.amqp_url, settings.amqp_prefix, queues,
-                                       prefetch=concurrency + settings.prefetch_margin,
-                                       on_message=self._on_message, name=f"lzq-worker {self.worker_id}")
+        self._consumer = amqp.Consumer(
+            settings.amqp_url,
+            settings.amqp_prefix,
+            queues,
+            prefetch=concurrency + settings.prefetch_margin,
+            on_message=self._on_message,
+            name=f"lzq-worker {self.worker_id}",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -141,8 +151,9 @@ class Worker:
                 self._consumer.process(0.1)
             except amqp.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
-                self.log.warning("amqp_unavailable", error=str(exc) or type(exc).__name__,
-                                 retry_in_s=round(delay, 2))
+                self.log.warning(
+                    "amqp_unavailable", error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 2)
+                )
                 self._consumer.close()
                 self._stop.wait(delay)
         self._shutdown()
@@ -156,7 +167,9 @@ class Worker:
                 return
             except db.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
-                self.log.warning("database_unavailable", step="register", error=str(exc), retry_in_s=round(delay, 2))
+                self.log.warning(
+                    "database_unavailable", step="register", error=str(exc), retry_in_s=round(delay, 2)
+                )
                 self._heartbeat_conn = None
                 if self._stop.wait(delay):
                     raise SystemExit(0) from None
@@ -164,10 +177,8 @@ class Worker:
     def _shutdown(self) -> None:
         started = time.monotonic()
         self.log.info("worker_stopping", running=self._count_running())
-        try:
+        with contextlib.suppress(amqp.TRANSIENT_ERRORS):
             self._consumer.cancel()
-        except amqp.TRANSIENT_ERRORS:
-            pass
         # Withdraw this worker's credit now; keep heartbeating so running jobs keep their lease.
         self._stopping_credit = True
         self._heartbeat_wake.set()
@@ -177,13 +188,18 @@ class Worker:
         self._pump(0.05)  # send the acks of jobs that just finished
         with self._lock:
             leftovers = dict(self._inflight)
-        handed = self._handback_and_exit([{"id": job_id, "token": f.token} for job_id, f in leftovers.items()])
+        handed = self._handback_and_exit(
+            [{"id": job_id, "token": f.token} for job_id, f in leftovers.items()]
+        )
         # Return straight away: the caller exits the process, ending job threads still running past
         # the grace period. Their jobs are already `ready` again, so every moment here could overlap
         # with a new run elsewhere. Unacked messages are requeued when the connection drops; the
         # start fence drops those copies.
-        self.log.info("worker_stopped", handed_back=sorted(handed),
-                      duration_ms=round((time.monotonic() - started) * 1000))
+        self.log.info(
+            "worker_stopped",
+            handed_back=sorted(handed),
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
 
     def _pump(self, seconds: float) -> None:
         """Let pika send queued acks (or just wait, if the broker is gone)."""
@@ -204,9 +220,13 @@ class Worker:
         backoff = Backoff(max_s=1.0)
         for _ in range(5):
             try:
-                with db.connect(self.settings.dsn, application_name="lzq-worker-exit") as conn, conn.transaction():
-                    rows = db.fetch(conn, "SELECT * FROM lzq_handback(%s, %s)",
-                                    (self.worker_id, db.json(deliveries)))
+                with (
+                    db.connect(self.settings.dsn, application_name="lzq-worker-exit") as conn,
+                    conn.transaction(),
+                ):
+                    rows = db.fetch(
+                        conn, "SELECT * FROM lzq_handback(%s, %s)", (self.worker_id, db.json(deliveries))
+                    )
                     db.fetch(conn, "SELECT lzq_worker_exit(%s)", (self.worker_id,))
                 return [row[0] for row in rows]
             except db.TRANSIENT_ERRORS as exc:
@@ -224,9 +244,18 @@ class Worker:
 
     def _heartbeat(self) -> bool:
         """Register or heartbeat; True if the row had to be (re)created."""
-        rows = db.fetch(self._heartbeat_db(), "SELECT lzq_heartbeat(%s, %s, %s, %s, %s, %s)",
-                        (self.worker_id, socket.gethostname(), os.getpid(), self.queues,
-                         self.concurrency, self._stopping_credit))
+        rows = db.fetch(
+            self._heartbeat_db(),
+            "SELECT lzq_heartbeat(%s, %s, %s, %s, %s, %s)",
+            (
+                self.worker_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.queues,
+                self.concurrency,
+                self._stopping_credit,
+            ),
+        )
         return bool(rows[0][0])
 
     def _heartbeat_loop(self) -> None:
@@ -289,10 +318,26 @@ class Worker:
             self._inflight.pop(job_id, None)
 
     def _execute(self, row: tuple) -> dict[str, Any]:
-        (job_id, _token, job_name, params, queue_name, priority, fairness_key, max_failures, attempt,
-         _created_at) = row
-        options = {"id": job_id, "attempt": attempt, "queue_name": queue_name, "priority": priority,
-                   "fairness_key": fairness_key, "max_failures": max_failures}
+        (
+            job_id,
+            _token,
+            job_name,
+            params,
+            queue_name,
+            priority,
+            fairness_key,
+            max_failures,
+            attempt,
+            _created_at,
+        ) = row
+        options = {
+            "id": job_id,
+            "attempt": attempt,
+            "queue_name": queue_name,
+            "priority": priority,
+            "fairness_key": fairness_key,
+            "max_failures": max_failures,
+        }
         report: dict[str, Any] = {"id": job_id, "attempt": attempt, "outcome": "succeeded"}
         job_log = self.log.bind(job_id=job_id, job_name=job_name, queue=queue_name, attempt=attempt)
         started = time.monotonic()
@@ -314,15 +359,22 @@ class Worker:
         if report["outcome"] == "succeeded":
             job_log.info("job_succeeded", duration_ms=duration_ms)
         else:
-            job_log.warning(f"job_{report['outcome']}", duration_ms=duration_ms, error=report["error"][:500],
-                            max_failures=max_failures)
+            job_log.warning(
+                f"job_{report['outcome']}",
+                duration_ms=duration_ms,
+                error=report["error"][:500],
+                max_failures=max_failures,
+            )
         return report
 
     # -- batched SQL -------------------------------------------------------------------------------
 
     def _start_batch(self, conn: Any, items: list[tuple[int, str]]) -> list[tuple | None]:
-        rows = db.fetch(conn, "SELECT * FROM lzq_start(%s, %s)",
-                        (self.worker_id, db.json([{"id": i, "token": t} for i, t in items])))
+        rows = db.fetch(
+            conn,
+            "SELECT * FROM lzq_start(%s, %s)",
+            (self.worker_id, db.json([{"id": i, "token": t} for i, t in items])),
+        )
         by_id = {row[0]: row for row in rows}
         return [by_id.get(job_id) for job_id, _ in items]
 
