@@ -36,10 +36,13 @@ def encode(job_id: int, token: str) -> bytes:
 def decode(body: bytes) -> tuple[int, str]:
     """(job id, dispatch token) from a message body; ValueError if it is not one of ours."""
     data = json.loads(body)
-    job_id, token = data["id"], data["token"]
-    if not isinstance(job_id, int) or not isinstance(token, str):
+    if (
+        not isinstance(data, dict)
+        or type(data.get("id")) is not int
+        or not isinstance(data.get("token"), str)
+    ):
         raise ValueError("message must be {id: int, token: str}")
-    return job_id, token
+    return data["id"], data["token"]
 
 
 def _parameters(url: str, name: str) -> pika.URLParameters:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -52,7 +53,7 @@ class Client:
         (default: the job name). Bad input raises InvalidArgument naming the field; nothing is written.
         """
         name, params, opts = _prepare(job_name, job_params, job_options, options)
-        rows = self._fetch(conn, "SELECT lzq_push(%s, %s, %s)", (name, db.json(params), db.json(opts)))
+        rows = self._fetch(conn, "SELECT lzq_push(%s, %s::jsonb, %s::jsonb)", (name, params, opts))
         return JobRef(rows[0][0])
 
     def schedule(
@@ -70,8 +71,8 @@ class Client:
         name, params, opts = _prepare(job_name, job_params, job_options, options)
         rows = self._fetch(
             conn,
-            "SELECT lzq_schedule(%s, %s, %s, %s)",
-            (name, db.json(params), _time_text(start_time), db.json(opts)),
+            "SELECT lzq_schedule(%s, %s::jsonb, %s, %s::jsonb)",
+            (name, params, _time_text(start_time), opts),
         )
         return JobRef(rows[0][0])
 
@@ -97,10 +98,10 @@ class Client:
                 name, params, opts = _prepare(name, params, opts, {})
             except InvalidArgument as exc:
                 raise InvalidArgument(f"jobs[{index}].{exc.field}", f"jobs[{index}]: {exc}") from None
-            batch.append({"job_name": name, "job_params": params, "job_options": opts})
+            batch.append(f'{{"job_name":{json.dumps(name)},"job_params":{params},"job_options":{opts}}}')
         if not batch:
             return []
-        rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s)", (db.json(batch),))
+        rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s::jsonb)", ("[" + ",".join(batch) + "]",))
         return [JobRef(row[0]) for row in rows]
 
     # -- reading and cancelling --------------------------------------------------------------------
@@ -146,11 +147,11 @@ class Client:
 
 def _prepare(
     job_name: Any, job_params: Any, job_options: Any, keywords: Mapping[str, Any]
-) -> tuple[str, Any, dict[str, Any]]:
-    """Normalise Python-side forms (dict job names, datetimes) so SQL sees plain JSON.
+) -> tuple[str, str, str]:
+    """(job name, params JSON, options JSON) as SQL takes them, from Python-side forms.
 
     Validation of values stays in SQL (one set of rules for every language); this only merges the
-    options dict with keywords and converts types JSON cannot carry.
+    options dict with keywords, converts dict job names and datetimes, and serialises.
     """
     if job_options is not None and not isinstance(job_options, Mapping):
         raise InvalidArgument("job_options", f"job_options: must be a dict, got {type(job_options).__name__}")
@@ -163,16 +164,30 @@ def _prepare(
         options["start_time"] = _time_text(options["start_time"])
     if job_params is None:
         job_params = {}
-    return canonical_name(job_name), job_params, options
+    return canonical_name(job_name), _json_text(job_params, "job_params"), _json_text(options, "job_options")
 
 
 def _time_text(value: Any) -> Any:
-    """datetime → ISO text, timedelta → "+N seconds"; strings pass through for SQL to parse."""
+    """datetime → ISO text (naive means this process's local time), timedelta → "+N seconds";
+    strings pass through for SQL to parse."""
     if isinstance(value, dt.datetime):
-        return value.isoformat()
+        return (value if value.tzinfo else value.astimezone()).isoformat()
     if isinstance(value, dt.timedelta):
         return f"+{value.total_seconds()} seconds"
-    return value
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidArgument(
+        "start_time", f"start_time: must be a datetime, timedelta or string, got {type(value).__name__}"
+    )
+
+
+def _json_text(value: Any, field: str) -> str:
+    """Serialise params/options here, so a value JSON cannot carry is an InvalidArgument naming the
+    field (not a driver error), and SQL receives text it casts to jsonb once."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(field, f"{field}: not JSON-serialisable: {exc}") from None
 
 
 def _job_id(job_id: int | JobRef) -> int:

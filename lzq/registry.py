@@ -115,10 +115,20 @@ class Registry:
             return _runner(self._services[target_name], method, is_instance=True)
         module, _, attr = target_name.rpartition(".")
         if module and attr and self.is_allowed_module(module):
+            if not all(part.isidentifier() and not part.startswith("_") for part in target_name.split(".")):
+                raise UnknownHandler(f"{job_name!r}: {target_name!r} is not a public dotted name")
             try:
                 target = getattr(importlib.import_module(module), attr)
             except (ImportError, AttributeError) as exc:
                 raise UnknownHandler(f"{job_name!r}: cannot load {target_name!r}: {exc}") from None
+            # Only what the allowed module itself defines: not a module it imported (`app.os`), nor
+            # a function it imported from elsewhere (`from subprocess import run`).
+            if inspect.ismodule(target) or not self.is_allowed_module(
+                getattr(target, "__module__", "") or ""
+            ):
+                raise UnknownHandler(
+                    f"{job_name!r}: {target_name!r} is not defined in an --app/--allow module"
+                )
             return _runner(target, method)
         raise UnknownHandler(
             f"{job_name!r} is not a registered handler or service and not inside an --app/--allow module"
