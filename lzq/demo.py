@@ -79,6 +79,7 @@ JOB_TIMEOUT_S = 0.01
 #: Daemons get this long to exit after SIGTERM (they promise 10 s: supervisor's stopwaitsecs).
 STOP_TIMEOUT_S = 15.0
 POLL_S = 0.5
+_UNFINISHED = "('waiting', 'scheduled', 'ready', 'dispatched')"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,15 +91,15 @@ class Kind:
     expect_attempts: int
 
 
-AVATAR = Kind("resize_image, avatar (nice -5)", "succeeded", 1)
-THUMBNAIL = Kind("resize_image, thumbnail (nice 5)", "succeeded", 1)
-EMAIL = Kind("SendEmail", "succeeded", 1)
-EMAIL_BUSY = Kind("SendEmail, retry(delay_s=0.5) once", "succeeded", 2)
-EMAIL_CRASH = Kind("SendEmail, exception once (backoff)", "succeeded", 2)
-EMAIL_BOUNCE = Kind("SendEmail, always busy, max_failures=2", "failed", 2)
-REPORT = Kind("reports#build (service, nice 10)", "succeeded", 1)
-FEED = Kind("ImportFeed, fail() (no retry)", "failed", 1)
-DIGEST = Kind("send_digest, start_time '+2 seconds'", "succeeded", 1)
+AVATAR = Kind("resize_image avatar [default, nice -5]", "succeeded", 1)
+THUMBNAIL = Kind("resize_image thumbnail [default, nice 5]", "succeeded", 1)
+EMAIL = Kind("SendEmail [emails]", "succeeded", 1)
+EMAIL_BUSY = Kind("SendEmail retry(delay_s=0.5) once [emails]", "succeeded", 2)
+EMAIL_CRASH = Kind("SendEmail exception once (backoff) [emails]", "succeeded", 2)
+EMAIL_BOUNCE = Kind("SendEmail always busy, max_failures=2 [emails]", "failed", 2)
+REPORT = Kind("reports#build service [reports, nice 10]", "succeeded", 1)
+FEED = Kind("ImportFeed fail(), no retry [default]", "failed", 1)
+DIGEST = Kind("send_digest start_time '+2 seconds' [emails]", "succeeded", 1)
 KINDS = (AVATAR, THUMBNAIL, EMAIL, EMAIL_BUSY, EMAIL_CRASH, EMAIL_BOUNCE, REPORT, FEED, DIGEST)
 
 
@@ -140,8 +141,11 @@ def workload(count: int) -> Iterator[tuple[Kind, tuple[Any, dict[str, Any], dict
 # -- running it ----------------------------------------------------------------------------------------
 
 
-class Interrupted(Exception):
-    """SIGTERM/SIGHUP/SIGINT reached the demo: stop the daemons and leave."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM/SIGHUP/SIGINT reached the demo: stop the daemons and leave.
+
+    A KeyboardInterrupt, so psycopg cancels a query it interrupts and the connection stays usable.
+    """
 
 
 class Daemons:
@@ -215,8 +219,10 @@ def run(settings: Settings, jobs: int, workers: int, concurrency: int) -> int:
         print(f"lzq demo: {exc}", file=sys.stderr)
         return 1
 
+    kinds: dict[int, Kind] = {}  # this run's jobs by id, filled in as they are pushed
     daemons = Daemons(settings, log_dir)
     previous_handlers = _catch_signals()
+    ok: bool | None = False
     try:
         daemons.start("superqueuer", "superqueuer", "--app", "lzq.demo")
         queue_args = [arg for queue in QUEUES for arg in ("--queue", queue)]
@@ -224,21 +230,23 @@ def run(settings: Settings, jobs: int, workers: int, concurrency: int) -> int:
             daemons.start(
                 f"worker-{n}", "worker", "--app", "lzq.demo", *queue_args, "--concurrency", str(concurrency)
             )
-        ok = _drive(settings, daemons, jobs)
+        ok = _drive(settings, daemons, jobs, kinds)
     except Interrupted:
-        print("\ninterrupted: stopping the daemons", file=sys.stderr)
+        print("\ninterrupted")
         ok = None
     except db.TRANSIENT_ERRORS as exc:
-        print(f"\nFAIL: lost PostgreSQL: {exc}", file=sys.stderr)
-        ok = False
+        print(f"\nFAIL: lost PostgreSQL: {exc}")
     finally:
         # Stopping must not be cut short by a second Ctrl-C: the daemons exit within 10 s.
         for signum in previous_handlers:
             signal.signal(signum, signal.SIG_IGN)
         stop_started = time.monotonic()
         codes = daemons.stop()
+        stop_s = time.monotonic() - stop_started
+        if not ok:
+            # After the stop, so jobs the workers handed back are caught too.
+            _cancel_unfinished(settings, kinds)
         _restore_signals(previous_handlers)
-    stop_s = time.monotonic() - stop_started
     described = ", ".join(
         f"{name} {'killed' if code is None else f'exit {code}'}" for name, code in codes.items()
     )
@@ -251,21 +259,17 @@ def run(settings: Settings, jobs: int, workers: int, concurrency: int) -> int:
     return 0 if ok else 1
 
 
-def _drive(settings: Settings, daemons: Daemons, count: int) -> bool:
+def _drive(settings: Settings, daemons: Daemons, count: int, kinds: dict[int, Kind]) -> bool:
     """Push the workload, show progress until every job is final, print the summary."""
     with db.connect(settings.dsn, application_name="lzq-demo") as conn, Client(settings=settings) as client:
-        leftovers = db.fetch(
-            conn, "SELECT count(*) FROM lzq_jobs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"
-        )[0][0]
+        leftovers = db.fetch(conn, f"SELECT count(*) FROM lzq_jobs WHERE status IN {_UNFINISHED}")[0][0]
         if leftovers:
             print(
                 f"  note: {leftovers} unfinished job(s) from earlier runs are in this database; "
                 "the workers run them too, the counts below leave them out"
             )
-
-        kinds: dict[int, Kind] = {}
-        pending: list[tuple[Kind, tuple]] = []
         push_started = time.monotonic()
+        pending: list[tuple[Kind, tuple]] = []
         for kind, job in workload(count):
             pending.append((kind, job))
             if len(pending) == PUSH_BATCH:
@@ -277,13 +281,12 @@ def _drive(settings: Settings, daemons: Daemons, count: int) -> bool:
             f"pushed {count} jobs (ids {first_id}..{last_id}) with push_many in {push_s:.2f} s "
             f"({count / push_s:,.0f} jobs/s)"
         )
-
         finished, peak = _watch(conn, daemons, first_id, last_id, count)
         rows = db.fetch(
             conn,
             """SELECT id, status, attempts, extract(epoch FROM finished_at - created_at),
-                                        extract(epoch FROM max(finished_at) OVER () - min(created_at) OVER ())
-                                   FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
+                      extract(epoch FROM max(finished_at) OVER () - min(created_at) OVER ())
+                 FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
             (first_id, last_id),
         )
     rows = [row for row in rows if row[0] in kinds]
@@ -300,6 +303,25 @@ def _drive(settings: Settings, daemons: Daemons, count: int) -> bool:
     return True
 
 
+def _cancel_unfinished(settings: Settings, kinds: dict[int, Kind]) -> None:
+    """Cancel this run's jobs that never started, so they don't hold up the next run."""
+    if not kinds:
+        return
+    try:
+        with db.connect(settings.dsn, application_name="lzq-demo") as conn:
+            cancelled = db.fetch(
+                conn,
+                f"""SELECT count(*) FILTER (WHERE lzq_cancel(j.id))
+                      FROM lzq_jobs AS j WHERE j.id BETWEEN %s AND %s AND j.status IN {_UNFINISHED}""",
+                (min(kinds), max(kinds)),
+            )[0][0]
+    except (*db.TRANSIENT_ERRORS, LzqError) as exc:
+        print(f"could not cancel this run's unfinished jobs: {exc}")
+        return
+    if cancelled:
+        print(f"cancelled {cancelled} job(s) of this run that had not started")
+
+
 def _push(client: Client, pending: list[tuple[Kind, tuple]], kinds: dict[int, Kind]) -> None:
     if pending:
         refs = client.push_many([job for _, job in pending])
@@ -311,29 +333,33 @@ def _watch(conn: Any, daemons: Daemons, first_id: int, last_id: int, count: int)
     """Poll lzq_jobs, print progress until all `count` jobs are final: (all final?, peak jobs/s)."""
     tty = sys.stdout.isatty()
     timeout_s = BASE_TIMEOUT_S + JOB_TIMEOUT_S * count
+
+    def poll() -> tuple[Counter, int]:
+        rows = db.fetch(
+            conn,
+            "SELECT status, count(*) FROM lzq_jobs WHERE id BETWEEN %s AND %s GROUP BY status",
+            (first_id, last_id),
+        )
+        counts = Counter(dict(rows))
+        return counts, counts["succeeded"] + counts["failed"] + counts["cancelled"]
+
     started = last_print = time.monotonic()
-    last_final, peak = 0, 0.0
+    _, last_final = poll()  # some finished while the rest were being pushed
+    peak = 0.0
     while True:
         time.sleep(POLL_S)
-        counts = Counter(
-            dict(
-                db.fetch(
-                    conn,
-                    "SELECT status, count(*) FROM lzq_jobs WHERE id BETWEEN %s AND %s GROUP BY status",
-                    (first_id, last_id),
-                )
-            )
-        )
-        final = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+        counts, final = poll()
         now = time.monotonic()
         done = final >= count
         if now - last_print >= (POLL_S if tty else 2.0) or done:
             rate = (final - last_final) / (now - last_print)
             peak = max(peak, rate)
+            # Most telling first: a narrow terminal cuts the end off.
             line = (
-                f"{now - started:5.1f}s  final {final}/{count} (ok {counts['succeeded']}, "
-                f"failed {counts['failed']})  scheduled {counts['scheduled']}  ready {counts['ready']}  "
-                f"dispatched {counts['dispatched']}  running {counts['running']}  {rate:,.0f} jobs/s"
+                f"{now - started:5.1f}s {rate:>6,.0f} jobs/s  final {final}/{count} "
+                f"({counts['succeeded']} ok, {counts['failed']} failed)  "
+                f"ready {counts['ready']}  scheduled {counts['scheduled']}  "
+                f"dispatched {counts['dispatched']}  running {counts['running']}"
             )
             if tty:  # one line, rewritten in place: it must not wrap
                 width = shutil.get_terminal_size().columns - 1

@@ -1,0 +1,83 @@
+"""lzq_push_many: many jobs in one statement, ids in input order, all or nothing."""
+
+from __future__ import annotations
+
+from psycopg.types.json import Jsonb
+
+from tests.sql.helpers import count_jobs, job, raises_invalid
+
+
+def push_many(conn, jobs):
+    return [r[0] for r in conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),)).fetchall()]
+
+
+def test_push_many_returns_ids_in_input_order_with_each_jobs_options(conn):
+    ids = push_many(
+        conn,
+        [
+            {"job_name": "c", "job_params": {"n": 1}},
+            {"job_name": "a", "job_options": {"priority": 5, "queue_name": "emails"}},
+            {
+                "job_name": "b",
+                "job_options": {"start_time": "+1 hour", "fairness_key": "t1", "max_failures": 9},
+            },
+            {"job_name": "a", "job_options": {}},
+        ],
+    )
+    assert len(ids) == len(set(ids)) == 4
+    rows = [job(conn, i) for i in ids]
+    assert [r["job_name"] for r in rows] == ["c", "a", "b", "a"]
+    assert [
+        (r["status"], r["queue_name"], r["priority"], r["fairness_key"], r["max_failures"]) for r in rows
+    ] == [
+        ("ready", "default", 0, "c", 3),
+        ("ready", "emails", 5, "a", 3),
+        ("scheduled", "default", 0, "t1", 9),
+        ("ready", "default", 0, "a", 3),
+    ]
+    assert rows[0]["params"] == {"n": 1} and rows[3]["params"] == {}
+    assert count_jobs(conn) == 4
+
+
+def test_push_many_of_nothing_writes_nothing(conn):
+    assert push_many(conn, []) == []
+    assert count_jobs(conn) == 0
+
+
+def test_push_many_is_all_or_nothing_naming_the_bad_element_and_field(conn):
+    good = {"job_name": "ok"}
+    cases = [
+        ([good, {"job_name": "b", "job_options": {"priority": 21}}], "jobs[1].priority"),
+        ([{"job_name": ""}, good], "jobs[0].job_name"),
+        ([good, good, {"job_name": "x", "job_options": {"bogus": 1}}], "jobs[2].bogus"),
+        ([good, {"job_name": "x", "job_params": [1]}], "jobs[1].job_params"),
+        ([good, {"job_name": "x", "job_options": "fast"}], "jobs[1].job_options"),
+        ([good, {"job_name": "x", "job_options": {"start_time": "whenever"}}], "jobs[1].start_time"),
+        ([good, {"job_name": "x", "job_options": {"queue_name": " "}}], "jobs[1].queue_name"),
+        ([good, {"job_params": {}}], "jobs[1].job_name"),
+        ([good, {"job_name": 5}], "jobs[1].job_name"),
+        ([good, "job"], "jobs[1].job"),
+        ([good, {"job_name": "x", "params": {}}], "jobs[1].job"),
+    ]
+    for jobs, column in cases:
+        index = column[len("jobs[") : column.index("]")]
+        with raises_invalid(column, prefix=f"jobs[{index}]: ", case=jobs):
+            push_many(conn, jobs)
+    assert count_jobs(conn) == 0
+
+
+def test_push_many_message_carries_the_element_index_then_the_field_message(conn):
+    with raises_invalid("jobs[1].priority", prefix="jobs[1]: ") as excinfo:
+        push_many(conn, [{"job_name": "a"}, {"job_name": "b", "job_options": {"priority": 21}}])
+    assert excinfo.value.diag.message_primary == (
+        "jobs[1]: priority: must be an integer between -20 and 20, got 21"
+    )
+
+
+def test_push_many_rejects_anything_but_an_array(conn):
+    for jobs in ({"job_name": "a"}, "a", None):
+        with raises_invalid("jobs", message="must be a JSON array", case=jobs):
+            conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),))
+    with raises_invalid("jobs"):
+        conn.execute("SELECT * FROM lzq_push_many(NULL)")
+    assert count_jobs(conn) == 0
