@@ -1,6 +1,7 @@
 -- lzq_promote(max_jobs): make due scheduled jobs ready; returns how many, and how soon the next is due.
 -- Called by the superqueuer on every loop. Moves scheduled -> ready for jobs whose run_at has come
--- (start times and retry backoffs), oldest first, at most max_jobs per call; rows another
+-- (start times and retry backoffs), or -> waiting when readiness checks are still to pass (they are
+-- evaluated once the start time has come), oldest first, at most max_jobs per call; rows another
 -- superqueuer is promoting are skipped (FOR UPDATE SKIP LOCKED). next_due_in_s (NULL if nothing is
 -- scheduled) lets the superqueuer sleep exactly until then, in database time.
 CREATE OR REPLACE FUNCTION lzq_promote(max_jobs integer)
@@ -15,7 +16,8 @@ LANGUAGE sql AS $$
            FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE lzq_jobs AS j
-           SET status = 'ready'
+           SET status = CASE WHEN j.checks <> '{}' THEN 'waiting' ELSE 'ready' END,
+               check_at = CASE WHEN j.checks <> '{}' THEN now() END
           FROM due
          WHERE j.id = due.id AND j.status = 'scheduled'
         RETURNING j.id
@@ -26,4 +28,4 @@ LANGUAGE sql AS $$
 $$;
 
 COMMENT ON FUNCTION lzq_promote(integer) IS
-    'Superqueuer: scheduled -> ready for due jobs (at most max_jobs); returns (promoted, next_due_in_s).';
+    'Superqueuer: scheduled -> ready|waiting for due jobs (at most max_jobs); returns (promoted, next_due_in_s).';

@@ -8,6 +8,7 @@ import enum
 from typing import Any
 
 from lzq.errors import Fail, Retry
+from lzq.readiness import Readiness
 
 
 class Status(enum.StrEnum):
@@ -102,6 +103,13 @@ class Job:
     def fail(self, reason: str = "failed by handler") -> Fail:
         """The exception to raise for "fail now, never retry" (``raise self.fail()``)."""
         return Fail(reason)
+
+    def ready(self) -> Readiness:
+        """Start a readiness chain for ``is_ready_to_run``-style checks::
+
+            return self.ready().limit_to(5, {"bucket": params["bucket"]}).check(lambda p, o: ...)
+        """
+        return Readiness(type(self))
 
     def set_status(self, status: str) -> None:
         """Decide the outcome now but keep running: STATUS_RETRY, STATUS_FAIL or STATUS_SUCCESS."""
