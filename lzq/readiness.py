@@ -40,7 +40,9 @@ class Readiness:
         if type(count) is not int or count < 1:
             raise InvalidArgument("limit_to.count", f"limit_to.count: must be an integer >= 1, got {count!r}")
         if bucket is not None and not isinstance(bucket, Mapping):
-            raise InvalidArgument("limit_to.bucket", f"limit_to.bucket: must be a dict, got {type(bucket).__name__}")
+            raise InvalidArgument(
+                "limit_to.bucket", f"limit_to.bucket: must be a dict, got {type(bucket).__name__}"
+            )
         key = limit_key(self.owner, bucket)
         self._limits[key] = min(count, self._limits.get(key, count))
         return self
@@ -58,7 +60,9 @@ class Readiness:
             if not isinstance(chain, Readiness):
                 raise InvalidArgument("any", f"any: takes readiness chains (self.ready()...), got {chain!r}")
             if chain._limits or any(c._limits for group in chain._alternatives for c in group):
-                raise InvalidArgument("any", "any: limit_to inside any() is not supported; put it on the outer chain")
+                raise InvalidArgument(
+                    "any", "any: limit_to inside any() is not supported; put it on the outer chain"
+                )
         if chains:
             self._alternatives.append(chains)
         return self
