@@ -6,10 +6,20 @@
 --
 --   from                          to          when                                     function
 --   ----------------------------  ----------  ---------------------------------------  --------------------
---   (new)                         ready       pushed, start time reached                lzq_push[_many]
+--   (new)                         waiting     pushed with unmet dependencies, or with   lzq_push[_many]
+--                                             readiness checks and its start time come
 --   (new)                         scheduled   pushed with a start time in the future    lzq_push[_many]
---   scheduled                     ready       start time / retry backoff reached        lzq_promote
+--   (new)                         ready       pushed, nothing to wait for               lzq_push[_many]
+--   (new)                         cancelled   pushed depending on a failed/cancelled job lzq_push[_many]
+--   waiting                       scheduled|waiting|ready  last dependency succeeded    _lzq_resolve_dependents
+--   waiting                       cancelled   a dependency failed or was cancelled      _lzq_resolve_dependents
+--   waiting                       ready       readiness checks passed                   lzq_checks_done
+--   waiting                       failed      a check refers to a missing method        lzq_checks_done
+--   waiting                       ready       a slot of the full limit freed            _lzq_release_slots, lzq_sweep
+--   scheduled                     ready|waiting  start time / backoff reached (waiting  lzq_promote
+--                                             if readiness checks are still to pass)
 --   ready                         dispatched  superqueuer claim: new token + lease      lzq_claim
+--   ready                         waiting     claim found a limit_to full               lzq_claim
 --   dispatched                    running     worker start fence (token must match)     lzq_start
 --   dispatched                    ready       lease expired, or broker refused it       lzq_sweep, lzq_handback
 --   running                       succeeded   handler returned                          lzq_finish
@@ -19,7 +29,6 @@
 --   running                       ready|failed  its worker stopped heartbeating         lzq_sweep
 --   waiting|scheduled|ready|dispatched  cancelled  cancelled by a user                  lzq_cancel
 --
--- `waiting` (dependencies / readiness checks unmet) is reserved for jobs that wait on other jobs.
 -- succeeded, failed and cancelled are final.
 
 CREATE TABLE IF NOT EXISTS lzq_jobs (
@@ -84,3 +93,51 @@ CREATE TABLE IF NOT EXISTS lzq_migrations (
     checksum   text        PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- 2026-11-28: jobs that wait — on other jobs (depends_on ids), on readiness checks evaluated by the
+-- superqueuer (depends_on "#method" references), and on limit_to slots. Gates, in order: unmet
+-- dependencies (waiting) → start time (scheduled) → readiness checks (waiting) → ready → limit slots
+-- taken at claim (a job whose limit is full waits outside the ready index until a slot frees).
+ALTER TABLE lzq_jobs
+    -- Dependencies that have not succeeded yet; the job waits while this is above zero.
+    ADD COLUMN IF NOT EXISTS unmet_deps integer NOT NULL DEFAULT 0,
+    -- Readiness checks ("#is_ready_to_run", "pkg.Class#method", "service#method") still to pass.
+    ADD COLUMN IF NOT EXISTS checks text[] NOT NULL DEFAULT '{}',
+    -- When the superqueuer may evaluate the checks next (backoff), and how often it has.
+    ADD COLUMN IF NOT EXISTS check_at timestamptz,
+    ADD COLUMN IF NOT EXISTS check_attempts integer NOT NULL DEFAULT 0,
+    -- limit_to() of the passed checks: [{"key": "<class>|<bucket json>", "count": n}, ...].
+    ADD COLUMN IF NOT EXISTS limits jsonb NOT NULL DEFAULT '[]',
+    -- The limit whose slots were all taken when this job was claimed; it waits for one to free.
+    ADD COLUMN IF NOT EXISTS waiting_on_limit text;
+
+CREATE TABLE IF NOT EXISTS lzq_dependencies (
+    job_id     bigint NOT NULL REFERENCES lzq_jobs (id) ON DELETE CASCADE,
+    depends_on bigint NOT NULL REFERENCES lzq_jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (job_id, depends_on),
+    -- A job can depend only on jobs that existed before it, so no self-dependency or cycle can be
+    -- stored, whoever writes the row.
+    CONSTRAINT lzq_dependencies_acyclic CHECK (depends_on < job_id)
+);
+CREATE INDEX IF NOT EXISTS lzq_dependencies_depends_on_idx ON lzq_dependencies (depends_on);
+
+-- limit_to(n, bucket): n slot rows per limit key, taken in the claim transaction with
+-- FOR UPDATE SKIP LOCKED and freed when the job leaves dispatched/running. Slot rows, not a counter
+-- row: claims of different slots never wait on each other.
+CREATE TABLE IF NOT EXISTS lzq_slots (
+    limit_key text    NOT NULL,
+    slot      integer NOT NULL CHECK (slot >= 1),
+    job_id    bigint,
+    PRIMARY KEY (limit_key, slot)
+);
+CREATE INDEX IF NOT EXISTS lzq_slots_job_idx ON lzq_slots (job_id) WHERE job_id IS NOT NULL;
+
+-- Checks the superqueuer may evaluate now.
+CREATE INDEX IF NOT EXISTS lzq_jobs_checks_due_idx
+    ON lzq_jobs (check_at) WHERE status = 'waiting' AND unmet_deps = 0 AND checks <> '{}';
+-- Waking check-waiting jobs when a job of the same class finishes.
+CREATE INDEX IF NOT EXISTS lzq_jobs_checks_class_idx
+    ON lzq_jobs ((split_part(job_name, '#', 1))) WHERE status = 'waiting' AND checks <> '{}';
+-- Jobs queued on a full limit, in dispatch order.
+CREATE INDEX IF NOT EXISTS lzq_jobs_limit_wait_idx
+    ON lzq_jobs (waiting_on_limit, priority, id) WHERE status = 'waiting' AND waiting_on_limit IS NOT NULL;

@@ -1,6 +1,8 @@
 -- _lzq_new_job(job_name, job_params, job_options): validate one push and build its row (not inserted).
 -- Called by lzq_push and lzq_push_many, so single and batch pushes share every rule.
--- Decides the first state: `ready` if the start time has come, else `scheduled`.
+-- Decides the first state from the start time and readiness checks: `scheduled` (start time in the
+-- future), `waiting` (checks to pass), else `ready`. Job-id dependencies are applied afterwards by
+-- _lzq_gate_on_dependencies, which may make it `waiting` or `cancelled`.
 -- Raises 22023 naming the field for: blank/too long job_name, params that are not a JSON object or
 -- are larger than 1 MiB, options that are not an object, unknown options, and each option's own rule.
 CREATE OR REPLACE FUNCTION _lzq_new_job(job_name text, job_params jsonb, job_options jsonb)
@@ -10,7 +12,7 @@ DECLARE
     -- Large payloads belong in object storage; a job row stays small so claims stay fast.
     c_max_params_bytes constant integer := 1048576;
     c_known_options constant text[] := ARRAY['queue_name', 'start_time', 'priority', 'max_failures',
-                                             'fairness_key'];
+                                             'fairness_key', 'depends_on'];
     v_job lzq_jobs;
     v_unknown text;
     v_params_bytes integer;
@@ -59,8 +61,16 @@ BEGIN
     v_job.max_failures := _lzq_option_int(job_options, 'max_failures', 3, 1, 1000000);
     v_job.fairness_key := _lzq_option_text(job_options, 'fairness_key', job_name, 255);
     v_job.run_at       := _lzq_parse_time(job_options ->> 'start_time', 'start_time');
-    v_job.status       := CASE WHEN v_job.run_at <= now() THEN 'ready' ELSE 'scheduled' END;
+    PERFORM _lzq_dependency_ids(job_options);  -- validates the job ids part of depends_on
+    v_job.checks       := _lzq_dependency_checks(job_options);
+    v_job.check_at     := CASE WHEN v_job.checks <> '{}' THEN v_job.run_at END;
+    v_job.status       := CASE WHEN v_job.run_at > now() THEN 'scheduled'
+                               WHEN v_job.checks <> '{}' THEN 'waiting'
+                               ELSE 'ready' END;
     v_job.attempts     := 0;
+    v_job.unmet_deps   := 0;
+    v_job.check_attempts := 0;
+    v_job.limits       := '[]';
     v_job.created_at   := now();
     RETURN v_job;
 END;

@@ -2,6 +2,7 @@
 -- Called by users (plain SQL or lzq.Client.cancel). Moves waiting|scheduled|ready|dispatched ->
 -- cancelled (a dispatched job's message is then dropped by the start fence). A running or finished
 -- job is left alone and false is returned. Raises P0002 (no_data_found) if there is no such job.
+-- Its waiting dependents are cancelled with it (transitively), and a limit_to slot it held is freed.
 CREATE OR REPLACE FUNCTION lzq_cancel(job_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -12,6 +13,8 @@ BEGIN
        SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL
      WHERE j.id = job_id AND j.status IN ('waiting', 'scheduled', 'ready', 'dispatched');
     IF FOUND THEN
+        PERFORM _lzq_release_slots(ARRAY[job_id]);
+        PERFORM _lzq_resolve_dependents(ARRAY[job_id]);
         RETURN true;
     END IF;
     SELECT j.status INTO v_status FROM lzq_jobs AS j WHERE j.id = job_id;

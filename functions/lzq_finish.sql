@@ -6,6 +6,8 @@
 -- a zombie worker (its job was swept and restarted) matches no row and is not returned.
 -- Moves running -> succeeded; running -> scheduled (retry after retry_delay_s, or the exponential
 -- backoff) or ready (retry with delay 0); running -> failed (outcome failed, or attempts spent).
+-- Then, in the same transaction: frees the jobs' limit_to slots, releases or cancels the dependents of
+-- jobs that became final, and re-evaluates soon the readiness checks of jobs of the same classes.
 -- Wakes sleeping superqueuers: a finished job frees a slot.
 CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
 RETURNS TABLE (id bigint, status text)
@@ -15,6 +17,7 @@ DECLARE
     v_ids bigint[];
     v_statuses text[];
     v_queues text[];
+    v_classes text[];
     v_bad text;
 BEGIN
     SELECT r.outcome INTO v_bad
@@ -50,12 +53,27 @@ BEGIN
                finished_at = CASE WHEN d.next_status IN ('succeeded', 'failed') THEN now() END
           FROM decided AS d
          WHERE j.id = d.id
-        RETURNING j.id, j.status, j.queue_name
+        RETURNING j.id, j.status, j.queue_name, split_part(j.job_name, '#', 1) AS class
     )
-    SELECT array_agg(done.id), array_agg(done.status), array_agg(DISTINCT done.queue_name)
-      INTO v_ids, v_statuses, v_queues
+    SELECT array_agg(done.id), array_agg(done.status), array_agg(DISTINCT done.queue_name),
+           array_agg(DISTINCT done.class)
+      INTO v_ids, v_statuses, v_queues, v_classes
       FROM done;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
 
+    PERFORM _lzq_release_slots(v_ids);
+    PERFORM _lzq_resolve_dependents(
+        ARRAY(SELECT u.id FROM unnest(v_ids, v_statuses) AS u(id, status) WHERE u.status IN ('succeeded', 'failed')));
+    -- "Re-woken when a job of the same class finishes": a check waiting on such jobs may pass now.
+    UPDATE lzq_jobs AS j
+       SET check_at = now()
+     WHERE j.status = 'waiting' AND j.checks <> '{}' AND j.unmet_deps = 0
+       AND split_part(j.job_name, '#', 1) = ANY (v_classes) AND j.check_at > now();
+    IF FOUND THEN
+        v_queues := v_queues || ''::text;
+    END IF;
     PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
     RETURN QUERY SELECT u.id, u.status FROM unnest(v_ids, v_statuses) AS u(id, status);
 END;

@@ -3,7 +3,7 @@
 -- (worker_id NULL) for messages RabbitMQ refused. deliveries: [{"id": 1, "token": "<uuid>"}, ...].
 -- Moves dispatched -> ready (token must still be current) and running -> ready (token current and
 -- running on this worker). A handed-back run was interrupted, not failed: its attempt is not counted.
--- Returns the ids handed back. Wakes sleeping superqueuers.
+-- Frees their limit_to slots. Returns the ids handed back. Wakes sleeping superqueuers.
 CREATE OR REPLACE FUNCTION lzq_handback(worker_id text, deliveries jsonb)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
@@ -26,6 +26,7 @@ BEGIN
     )
     SELECT array_agg(back.id), array_agg(DISTINCT back.queue_name) INTO v_ids, v_queues FROM back;
 
+    PERFORM _lzq_release_slots(v_ids);
     PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
     RETURN QUERY SELECT unnest(v_ids);
 END;

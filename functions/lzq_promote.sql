@@ -1,8 +1,10 @@
 -- lzq_promote(max_jobs): make due scheduled jobs ready; returns how many, and how soon the next is due.
 -- Called by the superqueuer on every loop. Moves scheduled -> ready for jobs whose run_at has come
--- (start times and retry backoffs), oldest first, at most max_jobs per call; rows another
+-- (start times and retry backoffs), or -> waiting when readiness checks are still to pass (they are
+-- evaluated once the start time has come), oldest first, at most max_jobs per call; rows another
 -- superqueuer is promoting are skipped (FOR UPDATE SKIP LOCKED). next_due_in_s (NULL if nothing is
--- scheduled) lets the superqueuer sleep exactly until then, in database time.
+-- scheduled and no readiness check is pending) lets the superqueuer sleep exactly until the next
+-- start time or check evaluation, in database time.
 CREATE OR REPLACE FUNCTION lzq_promote(max_jobs integer)
 RETURNS TABLE (promoted integer, next_due_in_s double precision)
 LANGUAGE sql AS $$
@@ -15,15 +17,18 @@ LANGUAGE sql AS $$
            FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE lzq_jobs AS j
-           SET status = 'ready'
+           SET status = CASE WHEN j.checks <> '{}' THEN 'waiting' ELSE 'ready' END,
+               check_at = CASE WHEN j.checks <> '{}' THEN now() END
           FROM due
          WHERE j.id = due.id AND j.status = 'scheduled'
         RETURNING j.id
     )
     SELECT (SELECT count(*) FROM moved)::integer,
-           (SELECT extract(epoch FROM min(j.run_at) - now())::double precision
-              FROM lzq_jobs AS j WHERE j.status = 'scheduled' AND j.run_at > now());
+           extract(epoch FROM least(
+               (SELECT min(j.run_at) FROM lzq_jobs AS j WHERE j.status = 'scheduled' AND j.run_at > now()),
+               (SELECT min(j.check_at) FROM lzq_jobs AS j
+                 WHERE j.status = 'waiting' AND j.unmet_deps = 0 AND j.checks <> '{}')) - now())::double precision;
 $$;
 
 COMMENT ON FUNCTION lzq_promote(integer) IS
-    'Superqueuer: scheduled -> ready for due jobs (at most max_jobs); returns (promoted, next_due_in_s).';
+    'Superqueuer: scheduled -> ready|waiting for due jobs (at most max_jobs); returns (promoted, next_due_in_s).';

@@ -1,8 +1,9 @@
 -- lzq_push_many(jobs): queue many jobs in one statement; returns their ids in input order.
 -- Called by users (plain SQL or lzq.Client.push_many). `jobs` is a JSON array of objects
 -- {"job_name": ..., "job_params": {...}, "job_options": {...}}; each is validated exactly as lzq_push
--- does, then all rows go in with one INSERT. All or nothing: one bad element raises 22023 naming
--- `jobs[<index>].<field>` and nothing is written.
+-- does (dependencies included), then all rows go in with one INSERT. All or nothing: one bad element
+-- raises 22023 naming `jobs[<index>].<field>` and nothing is written. A job may depend only on jobs
+-- that exist before the call, not on others in the same batch (their ids are not known yet).
 --   SELECT * FROM lzq_push_many('[{"job_name": "a"}, {"job_name": "b", "job_options": {"priority": 5}}]');
 CREATE OR REPLACE FUNCTION lzq_push_many(jobs jsonb)
 RETURNS SETOF bigint
@@ -10,6 +11,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_rows lzq_jobs[] := '{}';
     v_job lzq_jobs;
+    v_deps bigint[];
+    v_dep_jobs bigint[] := '{}';
+    v_dep_parents bigint[] := '{}';
     v_element jsonb;
     v_index integer := 0;
     v_column text;
@@ -33,9 +37,13 @@ BEGIN
             END IF;
             v_job := _lzq_new_job(v_element ->> 'job_name', v_element -> 'job_params',
                                   v_element -> 'job_options');
+            v_deps := _lzq_dependency_ids(v_element -> 'job_options');
+            v_job := _lzq_gate_on_dependencies(v_job, v_deps);
             -- Ids are taken here so the result follows the input order.
-            v_job.id := nextval(pg_get_serial_sequence('lzq_jobs', 'id'));
+            v_job.id := nextval('lzq_jobs_id_seq');
             v_rows := v_rows || v_job;
+            v_dep_jobs := v_dep_jobs || array_fill(v_job.id, ARRAY[cardinality(v_deps)]);
+            v_dep_parents := v_dep_parents || v_deps;
             v_index := v_index + 1;
         END LOOP;
     EXCEPTION WHEN invalid_parameter_value THEN
@@ -46,14 +54,7 @@ BEGIN
             COLUMN = format('jobs[%s].%s', v_index, v_column);
     END;
 
-    INSERT INTO lzq_jobs (id, job_name, params, queue_name, priority, fairness_key, max_failures,
-                          status, run_at)
-    SELECT r.id, r.job_name, r.params, r.queue_name, r.priority, r.fairness_key, r.max_failures,
-           r.status, r.run_at
-      FROM unnest(v_rows) AS r;
-
-    PERFORM _lzq_wake(q.queue_name)
-       FROM (SELECT DISTINCT r.queue_name FROM unnest(v_rows) AS r WHERE r.status = 'ready') AS q;
+    PERFORM _lzq_insert_jobs(v_rows, v_dep_jobs, v_dep_parents);
 
     RETURN QUERY SELECT r.id FROM unnest(v_rows) AS r;
 END;

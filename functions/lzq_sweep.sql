@@ -3,7 +3,10 @@
 -- lock: the others return at once with no rows).
 -- Moves dispatched -> ready when the dispatch lease expired (superqueuer died before publishing,
 -- message lost, no worker started it); running -> ready, or -> failed when attempts are spent, when
--- the job's worker has not heartbeaten for dead_after_s seconds (crashed, killed, or frozen). Then
+-- the job's worker has not heartbeaten for dead_after_s seconds (crashed, killed, or frozen). Frees
+-- their limit_to slots and tells the dependents of the failed ones. Backstops: slots held by jobs
+-- that are no longer dispatched or running are freed, and jobs waiting on a limit that has free
+-- slots are made ready (a slot freed while such a job was being parked did not wake it). Then
 -- forgets dead workers and superqueuers. A swept worker that wakes up finds its jobs' fences moved:
 -- its late reports are rejected by lzq_finish.
 CREATE OR REPLACE FUNCTION lzq_sweep(dead_after_s integer DEFAULT 30)
@@ -12,33 +15,69 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_dead_after interval := make_interval(secs => dead_after_s);
+    v_ids bigint[];
+    v_from text[];
+    v_to text[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('lzq_sweep', 0)) THEN
         RETURN;
     END IF;
 
-    RETURN QUERY
-    UPDATE lzq_jobs AS j
-       SET status = 'ready', lease_expires_at = NULL
-     WHERE j.status = 'dispatched' AND j.lease_expires_at < now()
-    RETURNING j.id, 'dispatched'::text, j.status;
+    WITH expired AS (
+        UPDATE lzq_jobs AS j
+           SET status = 'ready', lease_expires_at = NULL
+         WHERE j.status = 'dispatched' AND j.lease_expires_at < now()
+        RETURNING j.id, 'dispatched'::text AS from_status, j.status AS to_status
+    ), lost AS (
+        UPDATE lzq_jobs AS j
+           SET status = CASE WHEN j.attempts >= j.max_failures THEN 'failed' ELSE 'ready' END,
+               last_error = format('worker %s stopped heartbeating during attempt %s', j.worker_id, j.attempts),
+               finished_at = CASE WHEN j.attempts >= j.max_failures THEN now() END
+         WHERE j.status = 'running'
+           AND NOT EXISTS (SELECT 1 FROM lzq_workers AS w
+                            WHERE w.worker_id = j.worker_id AND w.heartbeat_at > now() - v_dead_after)
+        RETURNING j.id, 'running'::text AS from_status, j.status AS to_status
+    ), moved AS (
+        SELECT * FROM expired UNION ALL SELECT * FROM lost
+    )
+    SELECT array_agg(moved.id), array_agg(moved.from_status), array_agg(moved.to_status)
+      INTO v_ids, v_from, v_to
+      FROM moved;
+    PERFORM _lzq_release_slots(v_ids);
+    PERFORM _lzq_resolve_dependents(
+        ARRAY(SELECT m.id FROM unnest(v_ids, v_to) AS m(id, to_status) WHERE m.to_status = 'failed'));
 
-    RETURN QUERY
+    -- Backstops for limit_to slots (see header).
+    PERFORM _lzq_release_slots(ARRAY(
+        SELECT s.job_id FROM lzq_slots AS s
+         WHERE s.job_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM lzq_jobs AS j
+                            WHERE j.id = s.job_id AND j.status IN ('dispatched', 'running'))));
+    WITH stuck AS (
+        SELECT w.id
+          FROM (SELECT DISTINCT j.waiting_on_limit AS limit_key
+                  FROM lzq_jobs AS j
+                 WHERE j.status = 'waiting' AND j.waiting_on_limit IS NOT NULL) AS k
+          CROSS JOIN LATERAL (SELECT count(*)::integer AS n FROM lzq_slots AS s
+                               WHERE s.limit_key = k.limit_key AND s.job_id IS NULL) AS free
+          CROSS JOIN LATERAL (SELECT j.id FROM lzq_jobs AS j
+                               WHERE j.status = 'waiting' AND j.waiting_on_limit = k.limit_key
+                               ORDER BY j.priority, j.id
+                               LIMIT free.n
+                                 FOR UPDATE SKIP LOCKED) AS w
+    )
     UPDATE lzq_jobs AS j
-       SET status = CASE WHEN j.attempts >= j.max_failures THEN 'failed' ELSE 'ready' END,
-           last_error = format('worker %s stopped heartbeating during attempt %s', j.worker_id, j.attempts),
-           finished_at = CASE WHEN j.attempts >= j.max_failures THEN now() END
-     WHERE j.status = 'running'
-       AND NOT EXISTS (SELECT 1 FROM lzq_workers AS w
-                        WHERE w.worker_id = j.worker_id AND w.heartbeat_at > now() - v_dead_after)
-    RETURNING j.id, 'running'::text, j.status;
+       SET status = 'ready', waiting_on_limit = NULL
+      FROM stuck
+     WHERE j.id = stuck.id;
 
     DELETE FROM lzq_workers AS w WHERE w.heartbeat_at <= now() - v_dead_after;
     DELETE FROM lzq_superqueuers AS s WHERE s.heartbeat_at <= now() - v_dead_after;
 
     PERFORM _lzq_wake('');
+    RETURN QUERY SELECT * FROM unnest(v_ids, v_from, v_to);
 END;
 $$;
 
 COMMENT ON FUNCTION lzq_sweep(integer) IS
-    'Maintenance: expired dispatches -> ready; running jobs of dead workers -> ready|failed; forget dead workers.';
+    'Maintenance: expired dispatches -> ready; running jobs of dead workers -> ready|failed; free stray slots; forget dead workers.';

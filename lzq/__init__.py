@@ -18,6 +18,7 @@ from lzq.errors import (  # noqa: E402
     UnknownHandler,
 )
 from lzq.job import Job, JobInfo, JobRef, Status  # noqa: E402
+from lzq.readiness import Readiness  # noqa: E402
 from lzq.registry import Registry, default_registry  # noqa: E402
 
 #: Register a handler function or Job class: ``@lzq.handler`` or ``@lzq.handler("name")``.
@@ -73,6 +74,7 @@ __all__ = [
     "JobNotFound",
     "JobRef",
     "LzqError",
+    "Readiness",
     "Registry",
     "Retry",
     "Status",

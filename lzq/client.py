@@ -12,7 +12,7 @@ from lzq import db
 from lzq.config import Settings
 from lzq.errors import InvalidArgument, JobNotFound
 from lzq.job import JobInfo, JobRef
-from lzq.registry import canonical_name
+from lzq.registry import canonical_name, default_registry
 
 JobName = str | Mapping[str, Any]
 Options = Mapping[str, Any]
@@ -109,7 +109,7 @@ class Client:
     def get(self, job_id: int | JobRef, *, conn: Any = None) -> JobInfo:
         """The job's current row (status, attempts, last_error, ...); JobNotFound if there is none."""
         job_id = _job_id(job_id)
-        rows = self._fetch(conn, f"SELECT {JobInfo.COLUMNS} FROM lzq_jobs WHERE id = %s", (job_id,))
+        rows = self._fetch(conn, f"SELECT {JobInfo.COLUMNS} FROM lzq_jobs AS j WHERE j.id = %s", (job_id,))
         if not rows:
             raise JobNotFound(job_id)
         return JobInfo.from_row(rows[0])
@@ -162,9 +162,39 @@ def _prepare(
         options[key] = value
     if "start_time" in options:
         options["start_time"] = _time_text(options["start_time"])
+    name = canonical_name(job_name)
+    if options.get("depends_on") is not None:
+        options["depends_on"] = _dependencies(name, options["depends_on"])
     if job_params is None:
         job_params = {}
-    return canonical_name(job_name), _json_text(job_params, "job_params"), _json_text(options, "job_options")
+    return name, _json_text(job_params, "job_params"), _json_text(options, "job_options")
+
+
+def _dependencies(job_name: str, depends_on: Any) -> list[int | str]:
+    """Job ids (ints, JobRefs, anything with an int ``id``) and check references, as SQL takes them.
+
+    A check whose handler this process knows but which has no such method is refused here; SQL
+    checks the ids exist and the references' form."""
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
+        raise InvalidArgument(
+            "depends_on", "depends_on: must be a list of jobs, job ids and check references"
+        )
+    result: list[int | str] = []
+    for item in depends_on:
+        if isinstance(item, str):
+            problem = default_registry.missing_check_method(job_name, item)
+            if problem:
+                raise InvalidArgument("depends_on", f"depends_on: {problem}")
+            result.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            result.append(item)
+        elif isinstance(getattr(item, "id", None), int):
+            result.append(item.id)
+        else:
+            raise InvalidArgument(
+                "depends_on", f"depends_on: {item!r} is not a job, a job id or a check reference"
+            )
+    return result
 
 
 def _time_text(value: Any) -> Any:

@@ -8,6 +8,7 @@ import enum
 from typing import Any
 
 from lzq.errors import Fail, Retry
+from lzq.readiness import Readiness
 
 
 class Status(enum.StrEnum):
@@ -55,10 +56,14 @@ class JobInfo:
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    #: Why a ``waiting`` job waits (dependencies / limit / check), in words; None otherwise.
+    waiting_for: str | None
 
+    #: The select list that builds a JobInfo from ``lzq_jobs AS j``.
     COLUMNS = (
-        "id, job_name, params, queue_name, priority, fairness_key, status, run_at, attempts, "
-        "max_failures, last_error, created_at, started_at, finished_at"
+        "j.id, j.job_name, j.params, j.queue_name, j.priority, j.fairness_key, j.status, j.run_at, "
+        "j.attempts, j.max_failures, j.last_error, j.created_at, j.started_at, j.finished_at, "
+        "lzq_waiting_for(j) AS waiting_for"
     )
 
     @classmethod
@@ -102,6 +107,13 @@ class Job:
     def fail(self, reason: str = "failed by handler") -> Fail:
         """The exception to raise for "fail now, never retry" (``raise self.fail()``)."""
         return Fail(reason)
+
+    def ready(self) -> Readiness:
+        """Start a readiness chain for ``is_ready_to_run``-style checks::
+
+        return self.ready().limit_to(5, {"bucket": params["bucket"]}).check(lambda p, o: ...)
+        """
+        return Readiness(type(self))
 
     def set_status(self, status: str) -> None:
         """Decide the outcome now but keep running: STATUS_RETRY, STATUS_FAIL or STATUS_SUCCESS."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -101,18 +102,61 @@ class Registry:
         """The runner for a job name, or UnknownHandler saying why it may not run."""
         return self._resolve(job_name)
 
+    def resolve_check(self, job_name: str, check: str) -> Callable[[dict, dict], Any]:
+        """The callable behind a readiness check of a job: ``"#method"`` on the job's own handler,
+        ``"pkg.module.Class#method"`` or ``"service#method"``; UnknownHandler if it may not run or
+        the method does not exist. Classes get a new instance per call (``lzq.Job``: with ``id``)."""
+        name = job_name.partition("#")[0] + check if check.startswith("#") else check
+        target, method, is_instance = self._locate(name)
+        if method is None:
+            raise UnknownHandler(f"check {check!r}: names no method")
+        if inspect.isclass(target) and not is_instance:
+            _bound(target, method)  # fail now, not at every evaluation, if the method is missing
+            cls = target
+
+            def call_on_instance(params: dict, options: dict) -> Any:
+                instance = (
+                    cls(id=options.get("id"), attempt=options.get("attempt"))
+                    if issubclass(cls, Job)
+                    else cls()
+                )
+                return _bound(instance, method)(params, options)
+
+            return call_on_instance
+        bound = _bound(target, method)
+        return lambda params, options: bound(params, options)
+
+    def missing_check_method(self, job_name: str, check: str) -> str | None:
+        """Why a check reference cannot work, if this process can tell without importing anything:
+        its handler is registered or already imported here but has no such method. None otherwise
+        (producers often do not load the handlers; the superqueuer then fails the job instead)."""
+        target_name, _, method = (
+            job_name.partition("#")[0] + check if check.startswith("#") else check
+        ).partition("#")
+        target = self._handlers.get(target_name, self._services.get(target_name))
+        if target is None:
+            module, _, attr = target_name.rpartition(".")
+            target = getattr(sys.modules.get(module), attr, None) if module else None
+        if target is None or callable(getattr(target, method, None)):
+            return None
+        return f"{check!r}: {getattr(target, '__name__', type(target).__name__)} has no method {method!r}"
+
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one registry per process; cleared on change
     def _resolve(self, job_name: str) -> Runner:
+        return _runner(*self._locate(job_name))
+
+    def _locate(self, job_name: str) -> tuple[Any, str | None, bool]:
+        """(handler, method or None, whether the handler is an instance) for a name, or UnknownHandler."""
         if job_name in self._handlers:
-            return _runner(self._handlers[job_name], None)
+            return self._handlers[job_name], None, False
         target_name, _, method = job_name.partition("#")
         if method and (not method.isidentifier() or method.startswith("_")):
             raise UnknownHandler(f"{job_name!r}: method {method!r} is not a public method name")
         method = method or None
         if target_name in self._handlers:
-            return _runner(self._handlers[target_name], method)
+            return self._handlers[target_name], method, False
         if target_name in self._services:
-            return _runner(self._services[target_name], method, is_instance=True)
+            return self._services[target_name], method, True
         module, _, attr = target_name.rpartition(".")
         if module and attr and self.is_allowed_module(module):
             if not all(part.isidentifier() and not part.startswith("_") for part in target_name.split(".")):
@@ -129,7 +173,7 @@ class Registry:
                 raise UnknownHandler(
                     f"{job_name!r}: {target_name!r} is not defined in an --app/--allow module"
                 )
-            return _runner(target, method)
+            return target, method, False
         raise UnknownHandler(
             f"{job_name!r} is not a registered handler or service and not inside an --app/--allow module"
         )

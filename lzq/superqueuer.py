@@ -13,6 +13,13 @@ from typing import Any
 from lzq import amqp, db, log
 from lzq.backoff import Backoff
 from lzq.config import Settings
+from lzq.errors import UnknownHandler
+from lzq.readiness import Readiness
+from lzq.registry import Registry, default_registry
+
+#: Readiness checks evaluated per pass, and how long other superqueuers leave them alone meanwhile.
+CHECKS_BATCH = 100
+CHECK_LEASE_S = 30
 
 
 class Superqueuer:
@@ -25,8 +32,9 @@ class Superqueuer:
     at once: claims are fenced by SKIP LOCKED and a per-queue advisory lock.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
+        self.registry = registry or default_registry
         self.superqueuer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log.get("superqueuer").bind(superqueuer_id=self.superqueuer_id)
         self._stop = threading.Event()
@@ -61,12 +69,12 @@ class Superqueuer:
         return 0
 
     def _step(self) -> None:
-        """A pass; if it found less than a full batch, say we are idle, look once more, then sleep.
+        """A pass; if it found nothing to do, say we are idle, look once more, then sleep.
 
         The second look closes a race: a push that committed just before the idle flag was visible
         did not NOTIFY. After it, every push and finish NOTIFYs until the next pass clears the flag.
         """
-        if self.run_once(idle=False if self._idle else None) >= self.settings.claim_batch:
+        if self.run_once(idle=False if self._idle else None):
             return
         if self.run_once(idle=True):
             return
@@ -76,10 +84,10 @@ class Superqueuer:
         self._listener.wait(timeout)
 
     def run_once(self, idle: bool | None = None) -> int:
-        """One pass; returns how many jobs were published (a full batch means: go again at once).
+        """One pass; returns how many jobs it published or moved on by readiness checks.
 
-        Sweep (when due), promote and claim go to PostgreSQL in one round trip; so does the idle
-        flag when ``idle`` is given.
+        Sweep (when due), promote, due readiness checks and claim go to PostgreSQL in one round
+        trip; so does the idle flag when ``idle`` is given.
         """
         self._connect()
         statements: list[tuple[str, object]] = []
@@ -91,6 +99,7 @@ class Superqueuer:
             statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
             self._next_sweep = time.monotonic() + self.settings.sweep_interval_s
         statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
+        statements.append(("SELECT * FROM lzq_checks_due(%s, %s)", (CHECKS_BATCH, CHECK_LEASE_S)))
         statements.append(
             (
                 "SELECT * FROM lzq_claim(%s, %s, %s, %s)",
@@ -104,12 +113,56 @@ class Superqueuer:
         )
         results = db.fetch_pipelined(self._conn, statements)
         claimed = results.pop()
+        checks_due = results.pop()
         [(promoted_count, self._next_due_in_s)] = results.pop()
         if sweeping:
             self._log_swept(results.pop())
         if promoted_count:
             self.log.debug("jobs_promoted", count=promoted_count)
-        return self._publish(claimed) if claimed else 0
+        published = self._publish(claimed) if claimed else 0
+        return published + (self._evaluate_checks(checks_due) if checks_due else 0)
+
+    def _evaluate_checks(self, due: list[tuple]) -> int:
+        """Run the readiness checks of waiting jobs (user code: a check that raises means "not
+        ready" and is logged); record the outcomes. Returns how many jobs moved on."""
+        results = []
+        for job_id, job_name, params, queue_name, priority, fairness_key, max_failures, checks in due:
+            options = {
+                "id": job_id,
+                "queue_name": queue_name,
+                "priority": priority,
+                "fairness_key": fairness_key,
+                "max_failures": max_failures,
+            }
+            results.append({"id": job_id, **self._readiness(job_id, job_name, params, options, checks)})
+        moved = self._fetch("SELECT * FROM lzq_checks_done(%s)", (db.json(results),))
+        return len(moved)
+
+    def _readiness(self, job_id: int, job_name: str, params: dict, options: dict, checks: list[str]) -> dict:
+        limits: list[dict] = []
+        for check in checks:
+            try:
+                evaluate = self.registry.resolve_check(job_name, check)
+            except UnknownHandler as exc:
+                self.log.warning("check_invalid", job_id=job_id, check=check, error=str(exc))
+                return {"outcome": "invalid", "error": f"check {check!r} cannot run: {exc}"}
+            try:
+                verdict = evaluate(params, options)
+                if isinstance(verdict, Readiness):
+                    limits += verdict.limits
+                    verdict = verdict.is_ready(params, options)
+                elif not isinstance(verdict, bool):
+                    raise TypeError(
+                        f"must return a readiness chain (self.ready()...) or a bool, got {verdict!r}"
+                    )
+            except Exception as exc:  # noqa: BLE001 - user code: not ready, not a crash
+                self.log.warning(
+                    "check_error", job_id=job_id, check=check, error=f"{type(exc).__name__}: {exc}"
+                )
+                return {"outcome": "not_ready"}
+            if not verdict:
+                return {"outcome": "not_ready"}
+        return {"outcome": "passed", "limits": limits}
 
     def _publish(self, claimed: list[tuple]) -> int:
         messages = [(queue_name, job_id, str(token)) for job_id, token, queue_name in claimed]

@@ -49,3 +49,35 @@ class Counted(lzq.Job):
 
     def twice(self, job_params: dict, job_options: dict) -> None:
         record(job_params, job_options)
+
+
+class Limited(lzq.Job):
+    """At most 2 at once per bucket and 3 at once overall (measured from e2e_runs)."""
+
+    def run(self, job_params: dict, job_options: dict) -> None:
+        record(job_params, job_options)
+
+    def is_ready_to_run(self, job_params: dict, job_options: dict) -> lzq.Readiness:
+        return self.ready().limit_to(2, {"bucket": job_params["bucket"]}).limit_to(3)
+
+
+class Gated(lzq.Job):
+    """Runs once a row named params["gate"] exists in e2e_gates; a missing table means "not yet"."""
+
+    def run(self, job_params: dict, job_options: dict) -> None:
+        record(job_params, job_options)
+
+    def is_ready_to_run(self, job_params: dict, job_options: dict) -> lzq.Readiness:
+        return self.ready().check(
+            lambda p, o: (
+                _conn().execute("SELECT 1 FROM e2e_gates WHERE gate = %s", (p["gate"],)).fetchone()
+                is not None
+            )
+        )
+
+    def either(self, job_params: dict, job_options: dict) -> lzq.Readiness:
+        never, always = (lambda p, o: False), (lambda p, o: True)
+        return self.ready().any(self.ready().check(never), self.ready().check(always).check(always))
+
+    def explodes(self, job_params: dict, job_options: dict) -> bool:
+        raise RuntimeError("check blew up")

@@ -31,21 +31,33 @@ class Daemons:
     def _env(self) -> dict[str, str]:
         s = self.settings
         env = dict(os.environ)
-        env.update({
-            "LZQ_DSN": s.dsn, "LZQ_AMQP_URL": s.amqp_url, "LZQ_AMQP_PREFIX": s.amqp_prefix,
-            "LZQ_DISPATCH_LEASE_S": str(s.dispatch_lease_s), "LZQ_HEARTBEAT_S": str(s.heartbeat_s),
-            "LZQ_WORKER_DEAD_AFTER_S": str(s.worker_dead_after_s),
-            "LZQ_POLL_INTERVAL_S": str(s.poll_interval_s), "LZQ_SWEEP_INTERVAL_S": str(s.sweep_interval_s),
-            "LZQ_STOP_GRACE_S": str(s.stop_grace_s), "LZQ_LOG_LEVEL": "info",
-            "PYTHONPATH": str(_ROOT),
-        })
+        env.update(
+            {
+                "LZQ_DSN": s.dsn,
+                "LZQ_AMQP_URL": s.amqp_url,
+                "LZQ_AMQP_PREFIX": s.amqp_prefix,
+                "LZQ_DISPATCH_LEASE_S": str(s.dispatch_lease_s),
+                "LZQ_HEARTBEAT_S": str(s.heartbeat_s),
+                "LZQ_WORKER_DEAD_AFTER_S": str(s.worker_dead_after_s),
+                "LZQ_POLL_INTERVAL_S": str(s.poll_interval_s),
+                "LZQ_SWEEP_INTERVAL_S": str(s.sweep_interval_s),
+                "LZQ_STOP_GRACE_S": str(s.stop_grace_s),
+                "LZQ_LOG_LEVEL": "info",
+                "PYTHONPATH": str(_ROOT),
+            }
+        )
         return env
 
     def start(self, *args: str) -> subprocess.Popen:
         name = f"{args[0]}-{len(self.procs)}"
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "lzq", *args, "--app", "tests.e2e.app"],
-                                env=self._env(), stdout=log, stderr=subprocess.STDOUT, cwd=_ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lzq", *args, "--app", "tests.e2e.app"],
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=_ROOT,
+        )
         proc.log_path = self.log_dir / f"{name}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc

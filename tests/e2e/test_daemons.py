@@ -57,9 +57,17 @@ def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(daemons, client, runs_t
     short_jobs = client.push_many([("record", {"sleep_s": 0.2}) for _ in range(20)])
     daemons.superqueuer()
     first = daemons.worker(4)
-    wait_until(lambda: runs_table.execute(
-        "SELECT count(*) FROM lzq_jobs WHERE status = 'running' AND id = ANY(%s)",
-        ([r.id for r in long_jobs],)).fetchone()[0] == 4, 20, message="the long jobs to run")
+    wait_until(
+        lambda: (
+            runs_table.execute(
+                "SELECT count(*) FROM lzq_jobs WHERE status = 'running' AND id = ANY(%s)",
+                ([r.id for r in long_jobs],),
+            ).fetchone()[0]
+            == 4
+        ),
+        20,
+        message="the long jobs to run",
+    )
 
     code, took_s = daemons.terminate(first)
 
@@ -67,7 +75,8 @@ def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(daemons, client, runs_t
     assert took_s < 10
     # The long jobs outlived the grace period: handed back at once, their attempt not counted.
     handed_back = runs_table.execute(
-        "SELECT status, attempts FROM lzq_jobs WHERE id = ANY(%s)", ([r.id for r in long_jobs],)).fetchall()
+        "SELECT status, attempts FROM lzq_jobs WHERE id = ANY(%s)", ([r.id for r in long_jobs],)
+    ).fetchall()
     assert all(status in ("ready", "dispatched") and attempts == 0 for status, attempts in handed_back)
 
     daemons.worker(4)
@@ -75,7 +84,8 @@ def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(daemons, client, runs_t
     assert status_counts(runs_table) == {"succeeded": 24}
     assert overlapping_runs(runs_table) == []
     finished = runs_table.execute(
-        "SELECT count(DISTINCT job_id) FROM e2e_runs WHERE finished_at IS NOT NULL").fetchone()[0]
+        "SELECT count(DISTINCT job_id) FROM e2e_runs WHERE finished_at IS NOT NULL"
+    ).fetchone()[0]
     assert finished == len(long_jobs) + len(short_jobs)
     assert "worker_stopped" in first.log_path.read_text()
 
@@ -84,8 +94,11 @@ def test_killed_worker_jobs_are_recovered_and_never_overlap(daemons, client, run
     jobs = client.push_many([("record", {"sleep_s": 1.5}) for _ in range(4)])
     daemons.superqueuer()
     victim = daemons.worker(4)
-    wait_until(lambda: runs_table.execute("SELECT count(*) FROM e2e_runs").fetchone()[0] == 4, 20,
-               message="all jobs to start")
+    wait_until(
+        lambda: runs_table.execute("SELECT count(*) FROM e2e_runs").fetchone()[0] == 4,
+        20,
+        message="all jobs to start",
+    )
 
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -95,8 +108,9 @@ def test_killed_worker_jobs_are_recovered_and_never_overlap(daemons, client, run
     wait_until(lambda: _all_final(runs_table, 4), 40, message="the killed worker's jobs to re-run")
     assert status_counts(runs_table) == {"succeeded": 4}
     assert overlapping_runs(runs_table) == []
-    attempts = runs_table.execute("SELECT attempts FROM lzq_jobs WHERE id = ANY(%s)",
-                                  ([j.id for j in jobs],)).fetchall()
+    attempts = runs_table.execute(
+        "SELECT attempts FROM lzq_jobs WHERE id = ANY(%s)", ([j.id for j in jobs],)
+    ).fetchall()
     assert {a for (a,) in attempts} == {2}  # the crash counted as an attempt
 
 
@@ -110,8 +124,11 @@ def test_two_superqueuers_never_double_dispatch_or_exceed_credit(daemons, client
 
         with psycopg.connect(dsn, autocommit=True) as conn:
             while not stop_sampling.is_set():
-                inflight_samples.append(conn.execute(
-                    "SELECT count(*) FROM lzq_jobs WHERE status IN ('dispatched', 'running')").fetchone()[0])
+                inflight_samples.append(
+                    conn.execute(
+                        "SELECT count(*) FROM lzq_jobs WHERE status IN ('dispatched', 'running')"
+                    ).fetchone()[0]
+                )
                 time.sleep(0.01)
 
     sampler = threading.Thread(target=sample)
@@ -168,11 +185,13 @@ def test_scheduled_job_waits_for_its_start_time(daemons, client, runs_table):
 def test_daemons_wait_out_unreachable_services(daemons, broken):
     if broken == "database":
         daemons.settings = daemons.settings.__class__(
-            **{**daemons.settings.__dict__, "dsn": "host=127.0.0.1 port=1 user=postgres connect_timeout=1"})
+            **{**daemons.settings.__dict__, "dsn": "host=127.0.0.1 port=1 user=postgres connect_timeout=1"}
+        )
         expected = "database_unavailable"
     else:
         daemons.settings = daemons.settings.__class__(
-            **{**daemons.settings.__dict__, "amqp_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
+            **{**daemons.settings.__dict__, "amqp_url": "amqp://guest:guest@127.0.0.1:1/%2F"}
+        )
         expected = "amqp_unavailable"
     procs = [daemons.superqueuer(), daemons.worker(1)]
     time.sleep(4)

@@ -98,7 +98,7 @@ def test_job_ref_converts_to_int_and_is_immutable() -> None:
 
 
 def test_job_info_from_row_makes_status_a_status_enum() -> None:
-    row = (1, "mailer", {"a": 1}, "default", 0, "mailer", "ready", NOW, 0, 3, None, NOW, None, None)
+    row = (1, "mailer", {"a": 1}, "default", 0, "mailer", "ready", NOW, 0, 3, None, NOW, None, None, None)
 
     info = JobInfo.from_row(row)
 
@@ -107,7 +107,7 @@ def test_job_info_from_row_makes_status_a_status_enum() -> None:
 
 
 def test_job_info_columns_match_its_fields() -> None:
-    columns = [c.strip() for c in JobInfo.COLUMNS.split(",")]
+    columns = [c.strip().split(" AS ")[-1].removeprefix("j.") for c in JobInfo.COLUMNS.split(",")]
 
     assert columns == [f.name for f in dataclasses.fields(JobInfo)]
 
