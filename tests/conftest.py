@@ -7,6 +7,7 @@ starts one if none answers. RabbitMQ comes from LZQ_AMQP_URL (default guest@127.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -34,9 +35,11 @@ def _migrate(**conn_kwargs: object) -> None:
 
 
 postgresql_noproc = factories.postgresql_noproc(
-    host=PG_HOST, port=PG_PORT, user=PG_USER,
+    host=PG_HOST,
+    port=PG_PORT,
+    user=PG_USER,
     # A name of our own per run: never reuse (or trip over) a database a crashed run left behind.
-    dbname=f"lzq_test_{os.getpid()}",
+    dbname=f"lzq_test_{os.getpid()}_{uuid.uuid4().hex[:6]}",
     load=[_migrate],
 )
 postgresql = factories.postgresql("postgresql_noproc")
@@ -70,11 +73,8 @@ def amqp_prefix() -> Iterator[str]:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         for name in ("default", "other", "emails", "reports"):
-            channel = connection.channel()
-            try:
-                channel.queue_delete(f"{prefix}.{name}")
-            except pika.exceptions.ChannelClosedByBroker:
-                pass
+            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                connection.channel().queue_delete(f"{prefix}.{name}")
     finally:
         connection.close()
 
@@ -82,6 +82,14 @@ def amqp_prefix() -> Iterator[str]:
 @pytest.fixture
 def settings(dsn: str, amqp_prefix: str) -> Settings:
     """Settings for this test's database and queues, with timings short enough for tests."""
-    return Settings(dsn=dsn, amqp_url=AMQP_URL, amqp_prefix=amqp_prefix, dispatch_lease_s=5,
-                    heartbeat_s=0.5, worker_dead_after_s=3, poll_interval_s=0.5, sweep_interval_s=0.5,
-                    stop_grace_s=2.0)
+    return Settings(
+        dsn=dsn,
+        amqp_url=AMQP_URL,
+        amqp_prefix=amqp_prefix,
+        dispatch_lease_s=5,
+        heartbeat_s=0.5,
+        worker_dead_after_s=3,
+        poll_interval_s=0.5,
+        sweep_interval_s=0.5,
+        stop_grace_s=2.0,
+    )

@@ -168,10 +168,13 @@ def schema_snapshot(conn: Conn, schema: str = "public") -> dict[str, list[tuple]
                          WHERE n.nspname = %(s)s ORDER BY 1""",
         "indexes": """SELECT indexname, replace(indexdef, 'ON ' || %(s)s || '.', 'ON ')
                         FROM pg_indexes WHERE schemaname = %(s)s ORDER BY 1""",
-        "constraints": """SELECT conname, pg_get_constraintdef(co.oid) FROM pg_constraint co
+        "constraints": """SELECT conname, replace(pg_get_constraintdef(co.oid), %(s)s || '.', '')
+                            FROM pg_constraint co
                             JOIN pg_namespace n ON n.oid = co.connamespace
                            WHERE n.nspname = %(s)s ORDER BY 1""",
-        "functions": """SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+        "functions": """SELECT p.proname || '('
+                                   || replace(pg_get_function_identity_arguments(p.oid), %(s)s || '.', '')
+                                   || ')',
                                replace(pg_get_function_result(p.oid), %(s)s || '.', ''), md5(p.prosrc),
                                obj_description(p.oid, 'pg_proc')
                           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

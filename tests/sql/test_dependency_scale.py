@@ -58,7 +58,8 @@ def test_chain_ten_thousand_deep_runs_in_order(conn):
         DECLARE v_prev bigint := lzq_push('link');
         BEGIN
             FOR i IN 2 .. {N} LOOP
-                v_prev := lzq_push('link', '{{}}', jsonb_build_object('depends_on', jsonb_build_array(v_prev)));
+                v_prev := lzq_push('link', '{{}}',
+                                   jsonb_build_object('depends_on', jsonb_build_array(v_prev)));
             END LOOP;
         END $$""")
     assert _statuses(conn) == {"ready": 1, "waiting": N - 1}
@@ -79,7 +80,8 @@ def test_failure_at_the_root_of_a_ten_thousand_deep_chain_cancels_it_all(conn):
         DECLARE v_prev bigint := lzq_push('link', '{{"outcome": "failed"}}', '{{"max_failures": 1}}');
         BEGIN
             FOR i IN 2 .. {N} LOOP
-                v_prev := lzq_push('link', '{{}}', jsonb_build_object('depends_on', jsonb_build_array(v_prev)));
+                v_prev := lzq_push('link', '{{}}',
+                                   jsonb_build_object('depends_on', jsonb_build_array(v_prev)));
             END LOOP;
         END $$""")
 
