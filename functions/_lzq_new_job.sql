@@ -17,7 +17,7 @@ DECLARE
     v_unknown text;
     v_params_bytes integer;
 BEGIN
-    IF job_name IS NULL OR btrim(job_name) = '' THEN
+    IF job_name IS NULL OR job_name !~ '\S' THEN
         PERFORM _lzq_invalid('job_name', 'must not be empty');
     END IF;
     IF length(job_name) > 255 THEN
@@ -25,7 +25,7 @@ BEGIN
                                                 length(job_name)));
     END IF;
 
-    job_params := coalesce(job_params, '{}'::jsonb);
+    job_params := coalesce(nullif(job_params, 'null'::jsonb), '{}'::jsonb);
     IF jsonb_typeof(job_params) <> 'object' THEN
         PERFORM _lzq_invalid('job_params', format('must be a JSON object, got %s',
                                                   jsonb_typeof(job_params)));
@@ -36,7 +36,7 @@ BEGIN
                                                   c_max_params_bytes, v_params_bytes));
     END IF;
 
-    job_options := coalesce(job_options, '{}'::jsonb);
+    job_options := coalesce(nullif(job_options, 'null'::jsonb), '{}'::jsonb);
     IF jsonb_typeof(job_options) <> 'object' THEN
         PERFORM _lzq_invalid('job_options', format('must be a JSON object, got %s',
                                                    jsonb_typeof(job_options)));

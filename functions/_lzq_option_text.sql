@@ -17,7 +17,7 @@ BEGIN
         PERFORM _lzq_invalid(key, format('must be a string, got %s', v_value));
     END IF;
     v_text := v_value #>> '{}';
-    IF btrim(v_text) = '' THEN
+    IF v_text !~ '\S' THEN
         PERFORM _lzq_invalid(key, 'must not be empty');
     END IF;
     IF length(v_text) > max_length THEN

@@ -5,12 +5,15 @@
 -- costs a delay, never a job). Moves ready -> waiting a job one of whose limit_to is full
 -- (_lzq_take_slots): it leaves the ready index until _lzq_release_slots frees a slot, and the credit
 -- it would have used goes to the next jobs (a few rounds per call at most).
--- Credit: per queue, the slots of live, non-stopping workers (+ margin_per_worker each) minus the
--- jobs already dispatched or running. Jobs stay `ready` in PostgreSQL until a slot is free, so order
--- is decided when a slot frees, not by RabbitMQ's FIFO.
--- Locks: a transaction-level advisory lock per queue (try-lock: a queue another superqueuer is
--- claiming right now is skipped, it will spend that credit), so two superqueuers never spend the
--- same credit; the claimed rows via FOR UPDATE SKIP LOCKED; limit slots likewise.
+-- Credit: live, non-stopping workers are grouped by the set of queues they consume; a group's
+-- credit is its slots (+ margin_per_worker each) minus the jobs dispatched to its queues and the
+-- jobs running on its workers, spent on its queues' ready jobs in dispatch order. (A worker on
+-- several queues lends its slots once, not once per queue; jobs on stopping or dead workers do not
+-- eat live workers' credit.) Jobs stay `ready` in PostgreSQL until a slot is free, so order is
+-- decided when a slot frees, not by RabbitMQ's FIFO.
+-- Locks: a transaction-level advisory lock per worker group (try-lock: a group another superqueuer
+-- is claiming for right now is skipped, it will spend that credit), so two superqueuers never spend
+-- the same credit; the claimed rows via FOR UPDATE SKIP LOCKED; limit slots likewise.
 CREATE OR REPLACE FUNCTION lzq_claim(max_jobs integer, lease_s integer DEFAULT 60,
                                      margin_per_worker integer DEFAULT 1, dead_after_s integer DEFAULT 30)
 RETURNS TABLE (id bigint, dispatch_token uuid, queue_name text)
@@ -18,7 +21,7 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     c_max_rounds constant integer := 8;
-    v_queue record;
+    v_group record;
     v_job record;
     v_inflight integer;
     v_credit integer;
@@ -29,32 +32,42 @@ DECLARE
     v_full_limit text;
     v_blocked boolean;
 BEGIN
-    FOR v_queue IN
-        SELECT q.name, sum(w.slots + margin_per_worker)::integer AS capacity
-          FROM lzq_workers AS w, unnest(w.queues) AS q(name)
-         WHERE w.heartbeat_at > now() - make_interval(secs => dead_after_s)
-           AND NOT w.stopping
-         GROUP BY q.name
-         ORDER BY q.name
+    FOR v_group IN
+        SELECT w.queues, sum(w.slots + margin_per_worker)::integer AS capacity,
+               array_agg(w.worker_id) AS workers
+          FROM (SELECT w.worker_id, w.slots, ARRAY(SELECT DISTINCT q FROM unnest(w.queues) AS q ORDER BY q) AS queues
+                  FROM lzq_workers AS w
+                 WHERE w.heartbeat_at > now() - make_interval(secs => dead_after_s)
+                   AND NOT w.stopping) AS w
+         GROUP BY w.queues
+         ORDER BY w.queues
     LOOP
         EXIT WHEN v_left <= 0;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('lzq_claim:' || v_queue.name, 0));
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(
+            hashtextextended('lzq_claim:' || array_to_string(v_group.queues, chr(31)), 0));
         -- A new statement, a new snapshot: this count sees claims other superqueuers committed.
         SELECT count(*) INTO v_inflight
           FROM lzq_jobs AS j
-         WHERE j.queue_name = v_queue.name AND j.status IN ('dispatched', 'running');
+         WHERE (j.status = 'dispatched' AND j.queue_name = ANY (v_group.queues))
+            OR (j.status = 'running' AND j.worker_id = ANY (v_group.workers));
 
         FOR v_round IN 1 .. c_max_rounds LOOP
-            v_credit := least(v_left, v_queue.capacity - v_inflight);
+            v_credit := least(v_left, v_group.capacity - v_inflight);
             EXIT WHEN v_credit <= 0;
+            -- Each queue's head by the ready index, then the best of those across the group's queues.
             SELECT array_agg(picked.id ORDER BY picked.priority, picked.id), bool_or(picked.limits <> '[]')
               INTO v_ids, v_any_limited
-              FROM (SELECT j.id, j.priority, j.limits
-                      FROM lzq_jobs AS j
-                     WHERE j.status = 'ready' AND j.queue_name = v_queue.name
-                     ORDER BY j.priority, j.id
-                     LIMIT v_credit
-                       FOR UPDATE SKIP LOCKED) AS picked;
+              FROM (SELECT head.id, head.priority, head.limits
+                      FROM unnest(v_group.queues) AS q(name)
+                     CROSS JOIN LATERAL (
+                           SELECT j.id, j.priority, j.limits
+                             FROM lzq_jobs AS j
+                            WHERE j.status = 'ready' AND j.queue_name = q.name
+                            ORDER BY j.priority, j.id
+                            LIMIT v_credit
+                              FOR UPDATE SKIP LOCKED) AS head
+                     ORDER BY head.priority, head.id
+                     LIMIT v_credit) AS picked;
             EXIT WHEN v_ids IS NULL;
 
             v_blocked := false;

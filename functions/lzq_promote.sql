@@ -23,11 +23,16 @@ LANGUAGE sql AS $$
          WHERE j.id = due.id AND j.status = 'scheduled'
         RETURNING j.id
     )
+    -- The statement still sees promoted rows as scheduled: leave them out. Due jobs left over by
+    -- max_jobs make it 0 (go again now), not NULL (nothing scheduled).
     SELECT (SELECT count(*) FROM moved)::integer,
-           extract(epoch FROM least(
-               (SELECT min(j.run_at) FROM lzq_jobs AS j WHERE j.status = 'scheduled' AND j.run_at > now()),
-               (SELECT min(j.check_at) FROM lzq_jobs AS j
-                 WHERE j.status = 'waiting' AND j.unmet_deps = 0 AND j.checks <> '{}')) - now())::double precision;
+           CASE WHEN next_due.at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM next_due.at - now()))::double precision END
+      FROM (SELECT least(
+                (SELECT min(j.run_at) FROM lzq_jobs AS j
+                  WHERE j.status = 'scheduled' AND j.id NOT IN (SELECT moved.id FROM moved)),
+                (SELECT min(j.check_at) FROM lzq_jobs AS j
+                  WHERE j.status = 'waiting' AND j.unmet_deps = 0 AND j.checks <> '{}')) AS at) AS next_due;
 $$;
 
 COMMENT ON FUNCTION lzq_promote(integer) IS

@@ -18,6 +18,7 @@ DECLARE
     v_ids bigint[];
     v_from text[];
     v_to text[];
+    v_queues text[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('lzq_sweep', 0)) THEN
         RETURN;
@@ -27,7 +28,7 @@ BEGIN
         UPDATE lzq_jobs AS j
            SET status = 'ready', lease_expires_at = NULL
          WHERE j.status = 'dispatched' AND j.lease_expires_at < now()
-        RETURNING j.id, 'dispatched'::text AS from_status, j.status AS to_status
+        RETURNING j.id, 'dispatched'::text AS from_status, j.status AS to_status, j.queue_name
     ), lost AS (
         UPDATE lzq_jobs AS j
            SET status = CASE WHEN j.attempts >= j.max_failures THEN 'failed' ELSE 'ready' END,
@@ -36,12 +37,13 @@ BEGIN
          WHERE j.status = 'running'
            AND NOT EXISTS (SELECT 1 FROM lzq_workers AS w
                             WHERE w.worker_id = j.worker_id AND w.heartbeat_at > now() - v_dead_after)
-        RETURNING j.id, 'running'::text AS from_status, j.status AS to_status
+        RETURNING j.id, 'running'::text AS from_status, j.status AS to_status, j.queue_name
     ), moved AS (
         SELECT * FROM expired UNION ALL SELECT * FROM lost
     )
-    SELECT array_agg(moved.id), array_agg(moved.from_status), array_agg(moved.to_status)
-      INTO v_ids, v_from, v_to
+    SELECT array_agg(moved.id), array_agg(moved.from_status), array_agg(moved.to_status),
+           array_agg(DISTINCT moved.queue_name) FILTER (WHERE moved.to_status = 'ready')
+      INTO v_ids, v_from, v_to, v_queues
       FROM moved;
     PERFORM _lzq_release_slots(v_ids);
     PERFORM _lzq_resolve_dependents(
@@ -65,16 +67,20 @@ BEGIN
                                ORDER BY j.priority, j.id
                                LIMIT free.n
                                  FOR UPDATE SKIP LOCKED) AS w
+    ), unstuck AS (
+        UPDATE lzq_jobs AS j
+           SET status = 'ready', waiting_on_limit = NULL
+          FROM stuck
+         WHERE j.id = stuck.id
+        RETURNING j.queue_name
     )
-    UPDATE lzq_jobs AS j
-       SET status = 'ready', waiting_on_limit = NULL
-      FROM stuck
-     WHERE j.id = stuck.id;
+    SELECT v_queues || array_agg(DISTINCT unstuck.queue_name) INTO v_queues FROM unstuck;
 
     DELETE FROM lzq_workers AS w WHERE w.heartbeat_at <= now() - v_dead_after;
     DELETE FROM lzq_superqueuers AS s WHERE s.heartbeat_at <= now() - v_dead_after;
 
-    PERFORM _lzq_wake('');
+    -- Only queues that got ready jobs: a sweep that moved nothing wakes nobody.
+    PERFORM _lzq_wake(q) FROM (SELECT DISTINCT q FROM unnest(v_queues) AS q WHERE q IS NOT NULL) AS w(q);
     RETURN QUERY SELECT * FROM unnest(v_ids, v_from, v_to);
 END;
 $$;

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.sql.helpers import job, push
 
 
@@ -44,12 +42,6 @@ def test_promote_takes_at_most_max_jobs_oldest_run_at_first(conn):
     assert {job(conn, i)["status"] for i in ids} == {"ready"}
 
 
-@pytest.mark.xfail(
-    reason="bug: next_due_in_s only looks at run_at > now(), so due jobs left over by "
-    "max_jobs report NULL ('nothing scheduled') and the superqueuer may sleep a full "
-    "poll interval instead of promoting them at once",
-    strict=True,
-)
 def test_promote_reports_zero_wait_when_due_jobs_remain_beyond_max_jobs(conn):
     ids = [push(conn, start_time="+1 hour") for _ in range(3)]
     for job_id in ids:

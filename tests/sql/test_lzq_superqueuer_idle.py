@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from psycopg.types.json import Jsonb
 
 from tests.sql.helpers import (
@@ -94,12 +93,6 @@ def test_sweep_notifies_a_sleeping_superqueuer_of_the_queues_it_gave_jobs_back_t
     assert notifications_until_sentinel(listener, conn) in (["emails"], [""])
 
 
-@pytest.mark.xfail(
-    reason="bug: lzq_sweep calls _lzq_wake('') unconditionally, so every sweep wakes every "
-    "sleeping superqueuer (and takes the NOTIFY commit lock) even when it moved no "
-    "job, and the payload is '' instead of the queue name",
-    strict=True,
-)
 def test_sweep_that_moved_nothing_wakes_nobody_and_names_queues_when_it_did(conn, listener):
     set_idle(conn, "sq1", True)
     assert conn.execute("SELECT * FROM lzq_sweep(30)").fetchall() == []
