@@ -105,12 +105,21 @@ def migrate(settings: Settings) -> None:
 @cli.command()
 @_common_options
 def status(settings: Settings) -> None:
-    """Show job counts per queue and status, and the live workers."""
+    """Show job counts per queue and status, why waiting jobs wait, and the live workers."""
     from lzq import db
     from lzq.job import Status
 
     with db.connect(settings.dsn, application_name="lzq-status") as conn:
         counts = db.fetch(conn, "SELECT queue_name, status, count(*) FROM lzq_jobs GROUP BY 1, 2")
+        waiting = db.fetch(
+            conn,
+            """SELECT queue_name,
+                      CASE WHEN unmet_deps > 0 THEN 'dependencies'
+                           WHEN waiting_on_limit IS NOT NULL THEN 'limit ' || waiting_on_limit
+                           ELSE 'check ' || array_to_string(checks, ', ') END,
+                      count(*)
+                 FROM lzq_jobs WHERE status = 'waiting' GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""",
+        )
         workers = db.fetch(
             conn,
             """SELECT worker_id, queues, slots, stopping,
@@ -128,6 +137,10 @@ def status(settings: Settings) -> None:
         click.echo(f"{queue_name:<{width}}  " + "  ".join(f"{row.get(s, 0):>10}" for s in statuses))
     if not table:
         click.echo("(no jobs)")
+    if waiting:
+        click.echo("\nwaiting for:")
+        for queue_name, reason, count in waiting:
+            click.echo(f"  {queue_name:<{width}}  {count:>10}  {reason}")
     click.echo(f"\nworkers: {len(workers)}")
     for worker_id, queues, slots, stopping, age_s in workers:
         state = " stopping" if stopping else ""
