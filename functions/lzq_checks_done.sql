@@ -48,6 +48,7 @@ BEGIN
       FROM moved;
 
     PERFORM _lzq_resolve_dependents(v_failed);
+    PERFORM _lzq_recur_next(v_failed);
     PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
     RETURN QUERY SELECT unnest(v_moved);
 END;

@@ -7,7 +7,8 @@
 -- Moves running -> succeeded; running -> scheduled (retry after retry_delay_s, or the exponential
 -- backoff) or ready (retry with delay 0); running -> failed (outcome failed, or attempts spent).
 -- Then, in the same transaction: frees the jobs' limit_to slots, releases or cancels the dependents of
--- jobs that became final, and re-evaluates soon the readiness checks of jobs of the same classes.
+-- jobs that became final, creates the next run of recurring jobs that completed, and re-evaluates
+-- soon the readiness checks of jobs of the same classes.
 -- Wakes sleeping superqueuers: a finished job frees a slot.
 CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
 RETURNS TABLE (id bigint, status text)
@@ -18,6 +19,7 @@ DECLARE
     v_statuses text[];
     v_queues text[];
     v_classes text[];
+    v_final bigint[];
     v_bad text;
 BEGIN
     SELECT r.outcome INTO v_bad
@@ -64,8 +66,9 @@ BEGIN
     END IF;
 
     PERFORM _lzq_release_slots(v_ids);
-    PERFORM _lzq_resolve_dependents(
-        ARRAY(SELECT u.id FROM unnest(v_ids, v_statuses) AS u(id, status) WHERE u.status IN ('succeeded', 'failed')));
+    v_final := ARRAY(SELECT u.id FROM unnest(v_ids, v_statuses) AS u(id, status) WHERE u.status IN ('succeeded', 'failed'));
+    PERFORM _lzq_resolve_dependents(v_final);
+    PERFORM _lzq_recur_next(v_final);
     -- "Re-woken when a job of the same class finishes": a check waiting on such jobs may pass now.
     UPDATE lzq_jobs AS j
        SET check_at = now()

@@ -6,9 +6,10 @@
 -- the job's worker has not heartbeaten for dead_after_s seconds (crashed, killed, or frozen). Frees
 -- their limit_to slots and tells the dependents of the failed ones. Backstops: slots held by jobs
 -- that are no longer dispatched or running are freed, and jobs waiting on a limit that has free
--- slots are made ready (a slot freed while such a job was being parked did not wake it). Then
--- forgets dead workers and superqueuers. A swept worker that wakes up finds its jobs' fences moved:
--- its late reports are rejected by lzq_finish.
+-- slots are made ready (a slot freed while such a job was being parked did not wake it); a
+-- recurring job without a pending run gets its next one. Then forgets dead workers and
+-- superqueuers. A swept worker that wakes up finds its jobs' fences moved: its late reports are
+-- rejected by lzq_finish.
 CREATE OR REPLACE FUNCTION lzq_sweep(dead_after_s integer DEFAULT 30)
 RETURNS TABLE (id bigint, from_status text, to_status text)
 LANGUAGE plpgsql AS $$
@@ -19,6 +20,7 @@ DECLARE
     v_from text[];
     v_to text[];
     v_queues text[];
+    v_failed bigint[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtextextended('lzq_sweep', 0)) THEN
         RETURN;
@@ -46,8 +48,9 @@ BEGIN
       INTO v_ids, v_from, v_to, v_queues
       FROM moved;
     PERFORM _lzq_release_slots(v_ids);
-    PERFORM _lzq_resolve_dependents(
-        ARRAY(SELECT m.id FROM unnest(v_ids, v_to) AS m(id, to_status) WHERE m.to_status = 'failed'));
+    v_failed := ARRAY(SELECT m.id FROM unnest(v_ids, v_to) AS m(id, to_status) WHERE m.to_status = 'failed');
+    PERFORM _lzq_resolve_dependents(v_failed);
+    PERFORM _lzq_recur_next(v_failed);
 
     -- Backstops for limit_to slots (see header).
     PERFORM _lzq_release_slots(ARRAY(
@@ -75,6 +78,22 @@ BEGIN
         RETURNING j.queue_name
     )
     SELECT v_queues || array_agg(DISTINCT unstuck.queue_name) INTO v_queues FROM unstuck;
+
+    -- A recurring job with no pending run (deleted by hand, or a cron beyond its precomputed fire
+    -- times) gets its next one: on its grid or cron from now; a plain interval after its last end.
+    PERFORM _lzq_recur_run(m.r, m.slot)
+       FROM (SELECT r,
+                    CASE WHEN r.every IS NOT NULL AND r.base_time IS NULL THEN
+                             greatest(now(), _lzq_next_slot(r.every, NULL,
+                                 (SELECT max(j.finished_at) FROM lzq_jobs AS j WHERE j.recurring_id = r.id),
+                                 r.timezone))
+                         ELSE _lzq_recur_after(r, now() - interval '1 microsecond') END AS slot
+               FROM lzq_recurring AS r
+              WHERE NOT EXISTS (SELECT 1 FROM lzq_jobs AS j
+                                 WHERE j.recurring_id = r.id
+                                   AND j.status IN ('waiting', 'scheduled', 'ready', 'dispatched', 'running'))
+            ) AS m
+      WHERE m.slot IS NOT NULL;
 
     DELETE FROM lzq_workers AS w WHERE w.heartbeat_at <= now() - v_dead_after;
     DELETE FROM lzq_superqueuers AS s WHERE s.heartbeat_at <= now() - v_dead_after;

@@ -19,6 +19,7 @@ from lzq.errors import (  # noqa: E402
 )
 from lzq.job import Job, JobInfo, JobRef, Status  # noqa: E402
 from lzq.readiness import Readiness  # noqa: E402
+from lzq.recurrence import Recurring  # noqa: E402
 from lzq.registry import Registry, default_registry  # noqa: E402
 
 #: Register a handler function or Job class: ``@lzq.handler`` or ``@lzq.handler("name")``.
@@ -54,6 +55,11 @@ def push_many(*args: Any, **kwargs: Any) -> list[JobRef]:
     return default_client().push_many(*args, **kwargs)
 
 
+def recur(*args: Any, **kwargs: Any) -> Recurring:
+    """``Client.recur`` on the default client."""
+    return default_client().recur(*args, **kwargs)
+
+
 def get(*args: Any, **kwargs: Any) -> JobInfo:
     """``Client.get`` on the default client."""
     return default_client().get(*args, **kwargs)
@@ -75,6 +81,7 @@ __all__ = [
     "JobRef",
     "LzqError",
     "Readiness",
+    "Recurring",
     "Registry",
     "Retry",
     "Status",
@@ -86,6 +93,7 @@ __all__ = [
     "handler",
     "push",
     "push_many",
+    "recur",
     "schedule",
     "service",
 ]

@@ -1,4 +1,4 @@
-"""The command line: `lzq migrate|status|push|get|cancel|superqueuer|worker|demo` (click)."""
+"""The command line: `lzq migrate|status|push|get|cancel|recur|superqueuer|worker|demo` (click)."""
 
 from __future__ import annotations
 
@@ -160,12 +160,10 @@ def push(settings: Settings, job_name: str, job_params: str, **options: Any) -> 
     """Queue JOB_NAME with JOB_PARAMS (a JSON object); prints the new job id."""
     from lzq.client import Client
 
-    try:
-        params = json.loads(job_params)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JOB_PARAMS") from None
     with Client(settings=settings) as client:
-        job = client.push(job_name, params, {k: v for k, v in options.items() if v is not None})
+        job = client.push(
+            job_name, _json_object(job_params), {k: v for k, v in options.items() if v is not None}
+        )
     click.echo(job.id)
 
 
@@ -194,6 +192,83 @@ def cancel(settings: Settings, job_id: int) -> None:
         cancelled = client.cancel(job_id)
     click.echo("cancelled" if cancelled else "not cancelled: already running or finished")
     sys.exit(0 if cancelled else 1)
+
+
+@cli.group()
+def recur() -> None:
+    """Recurring jobs: add (or update), list, remove."""
+
+
+@recur.command("add")
+@click.argument("job_name")
+@click.argument("known_as")
+@click.argument("job_params", default="{}")
+@click.option("--interval", help="'HH:MM:SS', a PostgreSQL interval ('1 day') or seconds.")
+@click.option("--base-time", help="Align runs on base_time + k * interval.")
+@click.option("--cron", help="A cron expression (croniter syntax) instead of --interval.")
+@click.option("--timezone", default="UTC", show_default=True, help="Zone of the cron and of day/month steps.")
+@click.option("--queue", "queue_name", help="Queue name (default: default).")
+@click.option("--priority", type=int, help="-20..20, nice semantics: lower runs sooner.")
+@click.option("--max-failures", type=int, help="Attempts that may fail before a run fails for good.")
+@_common_options
+def recur_add(
+    settings: Settings,
+    job_name: str,
+    known_as: str,
+    job_params: str,
+    interval: str | None,
+    base_time: str | None,
+    cron: str | None,
+    timezone: str,
+    **options: Any,
+) -> None:
+    """Define JOB_NAME to recur as KNOWN_AS (the same KNOWN_AS again updates it)."""
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        defined = client.recur(
+            job_name,
+            _json_object(job_params),
+            known_as,
+            interval,
+            base_time,
+            {k: v for k, v in options.items() if v is not None},
+            cron=cron,
+            timezone=timezone,
+        )
+    click.echo(f"{defined.known_as}: next run {defined.next_run_at or 'when its cron time is computed'}")
+
+
+@recur.command("list")
+@_common_options
+def recur_list(settings: Settings) -> None:
+    """List recurring jobs with their schedule and next run."""
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        definitions = client.recurring()
+    for d in definitions:
+        schedule = f"cron '{d.cron}' {d.timezone}" if d.cron else f"every {d.interval}"
+        if d.base_time:
+            schedule += f" from {d.base_time.isoformat()}"
+        click.echo(
+            f"{d.known_as}  {d.job_name}  {schedule}  next={d.next_run_at and d.next_run_at.isoformat()}"
+        )
+    if not definitions:
+        click.echo("(no recurring jobs)")
+
+
+@recur.command("remove")
+@click.argument("known_as")
+@_common_options
+def recur_remove(settings: Settings, known_as: str) -> None:
+    """Remove the recurring job KNOWN_AS (its pending run is cancelled unless running)."""
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        removed = client.unrecur(known_as)
+    click.echo("removed" if removed else f"no recurring job {known_as!r}")
+    sys.exit(0 if removed else 1)
 
 
 @cli.command()
@@ -250,6 +325,13 @@ def demo(settings: Settings, jobs: int, workers: int, concurrency: int) -> None:
     from lzq import demo as demo_module
 
     sys.exit(demo_module.run(settings, jobs=jobs, workers=workers, concurrency=concurrency))
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JOB_PARAMS") from None
 
 
 def _run_daemon(run: Callable[[], int], stop: Callable[[], None]) -> None:

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lzq import db
+from lzq import db, recurrence
 from lzq.config import Settings
 from lzq.errors import InvalidArgument, JobNotFound
 from lzq.job import JobInfo, JobRef
+from lzq.recurrence import Recurring
 from lzq.registry import canonical_name, default_registry
 
 JobName = str | Mapping[str, Any]
@@ -103,6 +104,67 @@ class Client:
             return []
         rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s::jsonb)", ("[" + ",".join(batch) + "]",))
         return [JobRef(row[0]) for row in rows]
+
+    # -- recurring jobs ------------------------------------------------------------------------------
+
+    def recur(
+        self,
+        job_name: JobName,
+        job_params: Mapping[str, Any] | None,
+        known_as: str,
+        interval: Any = None,
+        base_time: Any = None,
+        job_options: Options | None = None,
+        /,
+        *,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        conn: Any = None,
+        **options: Any,
+    ) -> Recurring:
+        """Define a recurring job, or update the one with this ``known_as`` (never duplicated).
+
+        Give ``interval`` ("12:00:00", "1 day", seconds, timedelta), optionally with ``base_time``
+        (runs fall on base_time + k * interval), or ``cron`` (croniter syntax, in ``timezone``).
+        After each run completes, the next is the first slot after the completion (with
+        base_time or cron) or completion + interval (without); missed slots collapse into one run.
+        Other options are those of ``push``. Returns the definition with its pending run.
+        """
+        name, params, opts = _prepare(job_name, job_params, job_options, options)
+        cron_times = None
+        if cron is not None:
+            # SQL picks the next fire time at each completion from these; superqueuers add more.
+            after = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+            cron_times = recurrence.cron_fire_times(cron, timezone, after)
+        rows = self._fetch(
+            conn,
+            "SELECT lzq_recur(%s, %s::jsonb, %s, %s, %s, %s::jsonb,"
+            " cron => %s, timezone => %s, cron_slots => %s)",
+            (
+                name,
+                params,
+                known_as,
+                recurrence.interval_text(interval),
+                _time_text(base_time),
+                opts,
+                cron,
+                timezone,
+                cron_times,
+            ),
+        )
+        return self._recurring(conn, "r.id = %s", rows[0][0])[0]
+
+    def unrecur(self, known_as: str, *, conn: Any = None) -> bool:
+        """Remove a recurring job (its pending run is cancelled unless running); False if unknown."""
+        return bool(self._fetch(conn, "SELECT lzq_unrecur(%s)", (known_as,))[0][0])
+
+    def recurring(self, *, conn: Any = None) -> list[Recurring]:
+        """Every recurring job definition, by known_as, with its pending run."""
+        return self._recurring(conn, "true", None)
+
+    def _recurring(self, conn: Any, where: str, param: Any) -> list[Recurring]:
+        sql = f"SELECT {Recurring.COLUMNS} FROM {Recurring.FROM} WHERE {where} ORDER BY r.known_as"
+        return [Recurring(*row) for row in self._fetch(conn, sql, (param,) if param is not None else None)]
 
     # -- reading and cancelling --------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ import time
 import uuid
 from typing import Any
 
-from lzq import amqp, db, log
+from lzq import amqp, db, log, recurrence
 from lzq.backoff import Backoff
 from lzq.config import Settings
-from lzq.errors import UnknownHandler
+from lzq.errors import InvalidArgument, UnknownHandler
 from lzq.readiness import Readiness
 from lzq.registry import Registry, default_registry
 
@@ -96,6 +96,7 @@ class Superqueuer:
             self._idle = idle
         sweeping = time.monotonic() >= self._next_sweep
         if sweeping:
+            statements.append(("SELECT * FROM lzq_recur_cron_due(%s)", (recurrence.CRON_REFILL_BELOW,)))
             statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
             self._next_sweep = time.monotonic() + self.settings.sweep_interval_s
         statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
@@ -117,10 +118,22 @@ class Superqueuer:
         [(promoted_count, self._next_due_in_s)] = results.pop()
         if sweeping:
             self._log_swept(results.pop())
+            self._extend_cron_times(results.pop())
         if promoted_count:
             self.log.debug("jobs_promoted", count=promoted_count)
         published = self._publish(claimed) if claimed else 0
         return published + (self._evaluate_checks(checks_due) if checks_due else 0)
+
+    def _extend_cron_times(self, due: list[tuple]) -> None:
+        """Precompute more fire times for cron recurrences running short (croniter, in their zone);
+        the next sweep creates any run that was waiting for them."""
+        for recurring_id, cron, timezone, continue_after in due:
+            try:
+                times = recurrence.cron_fire_times(cron, timezone, continue_after)
+            except InvalidArgument as exc:  # stored by plain SQL, which cannot check croniter syntax
+                self.log.error("recurring_cron_invalid", recurring_id=recurring_id, cron=cron, error=str(exc))
+                continue
+            self._fetch("SELECT lzq_recur_cron_extend(%s, %s)", (recurring_id, times))
 
     def _evaluate_checks(self, due: list[tuple]) -> int:
         """Run the readiness checks of waiting jobs (user code: a check that raises means "not

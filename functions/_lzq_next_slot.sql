@@ -1,0 +1,32 @@
+-- _lzq_next_slot(every, base_time, after, timezone): when a recurring job runs next, as the seed decided.
+-- Called by lzq_recur (first run), _lzq_recur_next (at each completion) and lzq_sweep.
+-- Without base_time: after + every (the completion time plus the interval, so a 5-hour run of an
+-- hourly job does not re-run at once). With base_time: the first base_time + k * every (k >= 0)
+-- strictly after `after`, so runs stay on the grid and missed slots collapse into one.
+-- Arithmetic is on the wall clock of `timezone`: '1 day' stays at the same local time across DST.
+-- Fixed-length intervals are exact; day/month ones start from an estimate and step to the answer.
+CREATE OR REPLACE FUNCTION _lzq_next_slot(every interval, base_time timestamptz, after timestamptz,
+                                          timezone text DEFAULT 'UTC')
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_base timestamp;
+    v_k bigint;
+BEGIN
+    IF base_time IS NULL THEN
+        RETURN ((after AT TIME ZONE timezone) + every) AT TIME ZONE timezone;
+    END IF;
+    v_base := base_time AT TIME ZONE timezone;
+    v_k := greatest(0, floor(extract(epoch FROM after - base_time) / extract(epoch FROM every)))::bigint;
+    WHILE ((v_base + every * v_k) AT TIME ZONE timezone) <= after LOOP
+        v_k := v_k + 1;
+    END LOOP;
+    WHILE v_k > 0 AND ((v_base + every * (v_k - 1)) AT TIME ZONE timezone) > after LOOP
+        v_k := v_k - 1;
+    END LOOP;
+    RETURN (v_base + every * v_k) AT TIME ZONE timezone;
+END;
+$$;
+
+COMMENT ON FUNCTION _lzq_next_slot(interval, timestamptz, timestamptz, text) IS
+    'Next run of an interval recurrence after a time: after + every, or the first base_time + k*every after it.';
