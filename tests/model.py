@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Set
 
 
@@ -21,3 +22,16 @@ def dependency_outcomes(
         else:
             status[job] = "succeeded" if succeeds[job] else "failed"
     return status
+
+
+def next_slot(every: dt.timedelta, base_time: dt.datetime | None, after: dt.datetime) -> dt.datetime:
+    """The seed's rule for the next run of a recurring job, for fixed-length intervals.
+
+    Without a base time: the completion time plus the interval. With one: the first
+    ``base_time + k * every`` (k >= 0) strictly after the completion.
+    """
+    if base_time is None:
+        return after + every
+    if after < base_time:
+        return base_time
+    return base_time + ((after - base_time) // every + 1) * every
