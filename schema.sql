@@ -180,3 +180,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS lzq_jobs_recur_slot_idx
 CREATE UNIQUE INDEX IF NOT EXISTS lzq_jobs_recur_pending_idx
     ON lzq_jobs (recurring_id)
     WHERE recurring_id IS NOT NULL AND status IN ('waiting', 'scheduled', 'ready', 'dispatched', 'running');
+
+-- Jobs woken for a freed limit slot keep waiting_on_limit until claimed: free slots minus these is
+-- how many more parked jobs may be woken (_lzq_wake_parked).
+CREATE INDEX IF NOT EXISTS lzq_jobs_limit_woken_idx
+    ON lzq_jobs (waiting_on_limit) WHERE status = 'ready' AND waiting_on_limit IS NOT NULL;

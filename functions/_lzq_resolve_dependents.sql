@@ -40,15 +40,19 @@ BEGIN
             UPDATE lzq_jobs AS j
                SET unmet_deps = j.unmet_deps - m.n,
                    status = CASE WHEN j.unmet_deps - m.n > 0 THEN 'waiting'
-                                 WHEN j.run_at > now() THEN 'scheduled'
+                                 -- now() is when this transaction began: a job pushed since then
+                                 -- without a start time has run_at = created_at, and is due.
+                                 WHEN j.run_at > now() AND j.run_at > j.created_at THEN 'scheduled'
                                  WHEN j.checks <> '{}' THEN 'waiting'
                                  ELSE 'ready' END,
                    check_at = CASE WHEN j.checks <> '{}' THEN greatest(j.run_at, now()) END
               FROM unnest(v_children, v_counts) AS m(job_id, n)
              WHERE j.id = m.job_id AND j.status = 'waiting' AND j.unmet_deps > 0
-            RETURNING j.status, j.queue_name
+            RETURNING j.status, j.queue_name, j.unmet_deps
         )
-        SELECT array_agg(DISTINCT released.queue_name) FILTER (WHERE released.status = 'ready')
+        -- Wake for ready jobs, and for jobs whose readiness checks are now due.
+        SELECT array_agg(DISTINCT released.queue_name)
+                   FILTER (WHERE released.status = 'ready' OR (released.status = 'waiting' AND released.unmet_deps = 0))
           INTO v_queues
           FROM released;
         PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;

@@ -24,6 +24,33 @@ BEGIN
         PERFORM _lzq_invalid('outcome', format('must be passed, not_ready or invalid, got %L', v_bad));
     END IF;
 
+    -- Limits are read by every later claim of the job's queue: a malformed one must not get in.
+    SELECT r.limits::text INTO v_bad
+      FROM jsonb_to_recordset(results) AS r(outcome text, limits jsonb)
+     WHERE r.outcome = 'passed' AND r.limits IS NOT NULL
+       AND (jsonb_typeof(r.limits) <> 'array'
+            OR EXISTS (SELECT 1 FROM jsonb_array_elements(r.limits) AS l
+                        WHERE jsonb_typeof(l) <> 'object'
+                           OR jsonb_typeof(l -> 'key') IS DISTINCT FROM 'string' OR (l ->> 'key') !~ '\S'
+                           OR jsonb_typeof(l -> 'count') IS DISTINCT FROM 'number'
+                           OR CASE WHEN jsonb_typeof(l -> 'count') = 'number'
+                                   THEN (l -> 'count')::numeric <> trunc((l -> 'count')::numeric)
+                                        OR (l -> 'count')::numeric < 1 ELSE true END))
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM _lzq_invalid('limits', format('must be a list of {"key": text, "count": integer >= 1}, got %s',
+                                              v_bad));
+    END IF;
+    -- Create the slot rows now, so claims find them and never insert them (which would make
+    -- concurrent claims wait on each other).
+    INSERT INTO lzq_slots (limit_key, slot)
+    SELECT DISTINCT l ->> 'key', g
+      FROM jsonb_to_recordset(results) AS r(outcome text, limits jsonb),
+           jsonb_array_elements(coalesce(r.limits, '[]')) AS l,
+           generate_series(1, (l ->> 'count')::integer) AS g
+     WHERE r.outcome = 'passed'
+    ON CONFLICT DO NOTHING;
+
     WITH r AS (
         SELECT * FROM jsonb_to_recordset(results) AS r(id bigint, outcome text, limits jsonb, error text)
     ), moved AS (

@@ -91,7 +91,8 @@ BEGIN
             UPDATE lzq_jobs AS j
                SET status = 'dispatched',
                    dispatch_token = gen_random_uuid(),
-                   lease_expires_at = now() + make_interval(secs => lease_s)
+                   lease_expires_at = now() + make_interval(secs => lease_s),
+                   waiting_on_limit = NULL
              WHERE j.id = ANY (v_ids) AND j.status = 'ready'
             RETURNING j.id, j.dispatch_token, j.queue_name;
             GET DIAGNOSTICS v_claimed = ROW_COUNT;

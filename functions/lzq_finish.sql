@@ -30,6 +30,12 @@ BEGIN
         PERFORM _lzq_invalid('outcome', format('must be succeeded, retry or failed, got %L', v_bad));
     END IF;
 
+    -- Lock the reported jobs in id order, as pushes lock their dependencies: no deadlock between a
+    -- batch of reports and a push depending on several of them.
+    PERFORM 1 FROM lzq_jobs AS j
+      WHERE j.id IN (SELECT r.id FROM jsonb_to_recordset(reports) AS r(id bigint))
+      ORDER BY j.id FOR UPDATE;
+
     WITH r AS (
         SELECT r.id, r.attempt, r.outcome, r.error,
                CASE WHEN r.retry_delay_s IS NOT NULL THEN make_interval(secs => r.retry_delay_s) END AS delay

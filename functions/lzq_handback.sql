@@ -11,6 +11,10 @@ DECLARE
     v_ids bigint[];
     v_queues text[];
 BEGIN
+    -- Lock in id order, as pushes lock the jobs they depend on: no deadlock with a push.
+    PERFORM 1 FROM lzq_jobs AS j
+      WHERE j.id IN (SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint))
+      ORDER BY j.id FOR UPDATE;
     WITH back AS (
         UPDATE lzq_jobs AS j
            SET status = 'ready',

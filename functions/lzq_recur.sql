@@ -8,9 +8,11 @@
 -- First run: with base_time, the first slot at or after now; with a plain interval, job_options'
 -- start_time or at once; with cron, the first fire time from now (cron_slots, computed by the
 -- Python client with croniter; from plain SQL the superqueuer computes them within seconds).
--- Calling it again with the same definition changes nothing (safe at every application start).
--- With a changed one, a not-yet-started pending run is brought in line with it; a running one
--- finishes as it is and its successor follows the new definition.
+-- A base_time without an offset is read in `timezone`.
+-- Calling it again with the same definition writes nothing (safe at every application start).
+-- With a changed one, a not-yet-started pending run takes the new job fields and, for base_time
+-- and cron schedules, the new first slot (a plain interval keeps its time unless start_time is
+-- given); a running one finishes as it is and its successor follows the new definition.
 -- Raises 22023 naming the field (known_as, interval, base_time, cron, timezone, any job option);
 -- nothing is written then. Runs may depend on readiness checks but not on job ids.
 --   SELECT lzq_recur('report', '{}', 'report:every_12_hours', '12:00:00', '2014-07-20 03:00:00');
@@ -25,9 +27,10 @@ DECLARE
     v_every interval;
     v_base timestamptz;
     v_options jsonb := coalesce(nullif(job_options, 'null'::jsonb), '{}'::jsonb);
+    v_params jsonb := coalesce(nullif(job_params, 'null'::jsonb), '{}'::jsonb);
+    v_session_zone text := current_setting('timezone');
     v_def lzq_recurring;
     v_old lzq_recurring;
-    v_existed boolean;
     v_pending lzq_jobs;
     v_first timestamptz;
     v_run lzq_jobs;
@@ -56,64 +59,83 @@ BEGIN
     ELSIF array_length(regexp_split_to_array(btrim(cron), '\s+'), 1) NOT BETWEEN 5 AND 7 THEN
         PERFORM _lzq_invalid('cron', format('%L is not a cron expression (5 to 7 fields)', cron));
     END IF;
+    IF timezone IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names AS z WHERE z.name = timezone) THEN
+        PERFORM _lzq_invalid('timezone', format('unknown time zone %L', timezone));
+    END IF;
     IF base_time IS NOT NULL THEN
         IF cron IS NOT NULL THEN
             PERFORM _lzq_invalid('base_time', 'goes with interval, not cron');
         END IF;
+        -- Read a base_time without an offset on the schedule's wall clock, then put the session's
+        -- zone back (set_config(..., true) lasts until the end of the transaction).
+        PERFORM set_config('timezone', timezone, true);
         v_base := _lzq_parse_time(base_time, 'base_time');
-    END IF;
-    IF timezone IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names AS z WHERE z.name = timezone) THEN
-        PERFORM _lzq_invalid('timezone', format('unknown time zone %L', timezone));
+        PERFORM set_config('timezone', v_session_zone, true);
     END IF;
     IF v_options ? 'start_time' AND (v_base IS NOT NULL OR cron IS NOT NULL) THEN
         PERFORM _lzq_invalid('start_time', 'the first run of a base_time or cron schedule is its first slot');
     END IF;
     -- Every rule of a push applies to the runs: validate the options now, on a dry-run row.
-    PERFORM _lzq_new_job(job_name, job_params, v_options);
+    PERFORM _lzq_new_job(job_name, v_params, v_options);
     IF _lzq_dependency_ids(v_options) <> '{}' THEN
         PERFORM _lzq_invalid('depends_on', 'runs of a recurring job may depend on readiness checks, not on job ids');
     END IF;
 
     SELECT * INTO v_old FROM lzq_recurring AS r WHERE r.known_as = lzq_recur.known_as FOR UPDATE;
-    v_existed := FOUND;
+    IF FOUND AND (v_old.job_name, v_old.params, v_old.options, v_old.every, v_old.base_time, v_old.cron,
+                  v_old.timezone)
+                 IS NOT DISTINCT FROM (job_name, v_params, v_options - 'start_time', v_every, v_base, cron,
+                                       timezone) THEN
+        RETURN v_old.id;  -- the same definition: nothing to write, the schedule stays as it is
+    END IF;
+
     INSERT INTO lzq_recurring AS r (known_as, job_name, params, options, every, base_time, cron, cron_slots,
                                     timezone)
-    VALUES (known_as, job_name, coalesce(job_params, '{}'), v_options - 'start_time', v_every, v_base, cron,
+    VALUES (known_as, job_name, v_params, v_options - 'start_time', v_every, v_base, cron,
             coalesce(cron_slots, '{}'), timezone)
     ON CONFLICT ON CONSTRAINT lzq_recurring_known_as_key DO UPDATE
        SET job_name = excluded.job_name, params = excluded.params, options = excluded.options,
            every = excluded.every, base_time = excluded.base_time, cron = excluded.cron,
-           cron_slots = excluded.cron_slots, timezone = excluded.timezone, updated_at = now()
+           -- The same cron re-declared without fire times (plain SQL) keeps the ones it has.
+           cron_slots = CASE WHEN lzq_recur.cron_slots IS NULL AND r.cron IS NOT DISTINCT FROM excluded.cron
+                                  AND r.timezone = excluded.timezone
+                             THEN r.cron_slots ELSE excluded.cron_slots END,
+           timezone = excluded.timezone, updated_at = now()
     RETURNING * INTO v_def;
-    IF v_existed AND (v_old.job_name, v_old.params, v_old.options, v_old.every, v_old.base_time, v_old.cron,
-                      v_old.timezone)
-                     IS NOT DISTINCT FROM (v_def.job_name, v_def.params, v_def.options, v_def.every,
-                                           v_def.base_time, v_def.cron, v_def.timezone) THEN
-        RETURN v_def.id;  -- same definition: keep the schedule as it is
-    END IF;
-
-    v_first := CASE WHEN v_base IS NOT NULL OR cron IS NOT NULL
-                    THEN _lzq_recur_after(v_def, now() - interval '1 microsecond')
-                    ELSE _lzq_parse_time(v_options ->> 'start_time', 'start_time') END;
 
     SELECT * INTO v_pending FROM lzq_jobs AS j
      WHERE j.recurring_id = v_def.id AND j.status IN ('waiting', 'scheduled', 'ready', 'dispatched', 'running')
        FOR UPDATE;
-    IF NOT FOUND THEN
+    v_first := CASE WHEN v_base IS NOT NULL OR cron IS NOT NULL
+                         THEN _lzq_recur_after(v_def, now() - interval '1 microsecond')
+                    WHEN v_options ? 'start_time' OR v_pending.id IS NULL
+                         THEN _lzq_parse_time(v_options ->> 'start_time', 'start_time')
+                    ELSE v_pending.recur_slot END;  -- a plain interval keeps its pending run's time
+
+    IF v_pending.id IS NULL THEN
         IF v_first IS NOT NULL THEN
             PERFORM _lzq_recur_run(v_def, v_first);
         END IF;
-    ELSIF v_pending.status IN ('waiting', 'scheduled', 'ready') AND v_pending.unmet_deps = 0 AND v_first IS NOT NULL THEN
-        -- Not started yet: make it the new definition's first run, in place (same id).
-        v_run := _lzq_new_job(v_def.job_name, v_def.params, v_def.options || jsonb_build_object('start_time', v_first::text));
-        UPDATE lzq_jobs AS j
-           SET job_name = v_run.job_name, params = v_run.params, queue_name = v_run.queue_name,
-               priority = v_run.priority, fairness_key = v_run.fairness_key, max_failures = v_run.max_failures,
-               status = v_run.status, run_at = v_run.run_at, checks = v_run.checks, check_at = v_run.check_at,
-               check_attempts = 0, limits = '[]', waiting_on_limit = NULL, recur_slot = v_first
-         WHERE j.id = v_pending.id;
-        IF v_run.status = 'ready' THEN
-            PERFORM _lzq_wake(v_run.queue_name);
+    ELSIF v_pending.status IN ('waiting', 'scheduled', 'ready') AND v_pending.unmet_deps = 0 THEN
+        IF v_first IS NULL OR EXISTS (SELECT 1 FROM lzq_jobs AS j WHERE j.recurring_id = v_def.id
+                                         AND j.recur_slot = v_first AND j.id <> v_pending.id) THEN
+            -- Its new slot is unknown yet (cron times to come) or already had a run (cancelled):
+            -- drop this run; the sweep creates the next one when its time comes.
+            PERFORM lzq_cancel(v_pending.id);
+        ELSE
+            -- Not started yet: make it the new definition's first run, in place (same id).
+            v_run := _lzq_new_job(v_def.job_name, v_def.params,
+                                  v_def.options || jsonb_build_object('start_time', v_first));
+            UPDATE lzq_jobs AS j
+               SET job_name = v_run.job_name, params = v_run.params, queue_name = v_run.queue_name,
+                   priority = v_run.priority, fairness_key = v_run.fairness_key,
+                   max_failures = v_run.max_failures, status = v_run.status, run_at = v_run.run_at,
+                   checks = v_run.checks, check_at = v_run.check_at, check_attempts = 0, limits = '[]',
+                   waiting_on_limit = NULL, recur_slot = v_first
+             WHERE j.id = v_pending.id;
+            IF v_run.status IN ('ready', 'waiting') THEN
+                PERFORM _lzq_wake(v_run.queue_name);
+            END IF;
         END IF;
     END IF;
     RETURN v_def.id;

@@ -1,6 +1,6 @@
 -- lzq_recur_cron_extend(recurring_id, fire_times): add precomputed cron fire times.
--- Called by the superqueuer after lzq_recur_cron_due. Past times are dropped; the rest are merged,
--- sorted and deduplicated. A definition whose run went missing (no pending run) gets it back at
+-- Called by the superqueuer after lzq_recur_cron_due. Times more than an hour old are dropped (a
+-- run completing early may still look a little back); the rest are merged, sorted and deduplicated. A definition whose run went missing (no pending run) gets it back at
 -- the next sweep.
 CREATE OR REPLACE FUNCTION lzq_recur_cron_extend(recurring_id bigint, fire_times timestamptz[])
 RETURNS void

@@ -11,6 +11,10 @@ RETURNS TABLE (id bigint, dispatch_token uuid, job_name text, params jsonb, queu
                priority smallint, fairness_key text, max_failures integer, attempt integer,
                created_at timestamptz)
 LANGUAGE sql AS $$
+    -- Lock in id order, as pushes lock the jobs they depend on: no deadlock with a push.
+    SELECT 1 FROM lzq_jobs AS j
+     WHERE j.id IN (SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint))
+     ORDER BY j.id FOR UPDATE;
     UPDATE lzq_jobs AS j
        SET status = 'running',
            attempts = CASE WHEN j.status = 'dispatched' THEN j.attempts + 1 ELSE j.attempts END,

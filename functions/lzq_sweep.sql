@@ -26,6 +26,13 @@ BEGIN
         RETURN;
     END IF;
 
+    -- Lock what moves in id order, as pushes lock the jobs they depend on: no deadlock with a push.
+    PERFORM 1 FROM lzq_jobs AS j
+      WHERE (j.status = 'dispatched' AND j.lease_expires_at < now())
+         OR (j.status = 'running'
+             AND NOT EXISTS (SELECT 1 FROM lzq_workers AS w
+                              WHERE w.worker_id = j.worker_id AND w.heartbeat_at > now() - v_dead_after))
+      ORDER BY j.id FOR UPDATE;
     WITH expired AS (
         UPDATE lzq_jobs AS j
            SET status = 'ready', lease_expires_at = NULL
@@ -58,26 +65,8 @@ BEGIN
          WHERE s.job_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM lzq_jobs AS j
                             WHERE j.id = s.job_id AND j.status IN ('dispatched', 'running'))));
-    WITH stuck AS (
-        SELECT w.id
-          FROM (SELECT DISTINCT j.waiting_on_limit AS limit_key
-                  FROM lzq_jobs AS j
-                 WHERE j.status = 'waiting' AND j.waiting_on_limit IS NOT NULL) AS k
-          CROSS JOIN LATERAL (SELECT count(*)::integer AS n FROM lzq_slots AS s
-                               WHERE s.limit_key = k.limit_key AND s.job_id IS NULL) AS free
-          CROSS JOIN LATERAL (SELECT j.id FROM lzq_jobs AS j
-                               WHERE j.status = 'waiting' AND j.waiting_on_limit = k.limit_key
-                               ORDER BY j.priority, j.id
-                               LIMIT free.n
-                                 FOR UPDATE SKIP LOCKED) AS w
-    ), unstuck AS (
-        UPDATE lzq_jobs AS j
-           SET status = 'ready', waiting_on_limit = NULL
-          FROM stuck
-         WHERE j.id = stuck.id
-        RETURNING j.queue_name
-    )
-    SELECT v_queues || array_agg(DISTINCT unstuck.queue_name) INTO v_queues FROM unstuck;
+    PERFORM _lzq_wake_parked(ARRAY(SELECT DISTINCT j.waiting_on_limit FROM lzq_jobs AS j
+                                    WHERE j.status = 'waiting' AND j.waiting_on_limit IS NOT NULL));
 
     -- A recurring job with no pending run (deleted by hand, or a cron beyond its precomputed fire
     -- times) gets its next one: on its grid or cron from now; a plain interval after its last end.

@@ -120,10 +120,10 @@ class Publisher:
         if connection is not None:
 
             def shut() -> None:
-                if connection.is_open or connection.is_opening:
-                    connection.close()
-                else:
+                if connection.is_closing or connection.is_closed:
                     connection.ioloop.stop()
+                else:
+                    connection.close()
 
             with contextlib.suppress(Exception):  # the loop may already be gone
                 connection.ioloop.add_callback_threadsafe(shut)

@@ -112,10 +112,10 @@ class Client:
         job_name: JobName,
         job_params: Mapping[str, Any] | None,
         known_as: str,
+        /,
         interval: Any = None,
         base_time: Any = None,
         job_options: Options | None = None,
-        /,
         *,
         cron: str | None = None,
         timezone: str = "UTC",
@@ -131,6 +131,8 @@ class Client:
         Other options are those of ``push``. Returns the definition with its pending run.
         """
         name, params, opts = _prepare(job_name, job_params, job_options, options)
+        if isinstance(base_time, dt.datetime) and base_time.tzinfo is None:
+            base_time = base_time.replace(tzinfo=recurrence.zone(timezone))  # wall clock of the schedule
         cron_times = None
         if cron is not None:
             # SQL picks the next fire time at each completion from these; superqueuers add more.
@@ -145,7 +147,7 @@ class Client:
                 params,
                 known_as,
                 recurrence.interval_text(interval),
-                _time_text(base_time),
+                _time_text(base_time, "base_time"),
                 opts,
                 cron,
                 timezone,
@@ -259,7 +261,7 @@ def _dependencies(job_name: str, depends_on: Any) -> list[int | str]:
     return result
 
 
-def _time_text(value: Any) -> Any:
+def _time_text(value: Any, field: str = "start_time") -> Any:
     """datetime → ISO text (naive means this process's local time), timedelta → "+N seconds";
     strings pass through for SQL to parse."""
     if isinstance(value, dt.datetime):
@@ -269,7 +271,7 @@ def _time_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     raise InvalidArgument(
-        "start_time", f"start_time: must be a datetime, timedelta or string, got {type(value).__name__}"
+        field, f"{field}: must be a datetime, timedelta or string, got {type(value).__name__}"
     )
 
 

@@ -203,7 +203,8 @@ def _runner(target: Any, method: str | None, is_instance: bool = False) -> Runne
 def _bound(obj: Any, method: str) -> Callable:
     fn = getattr(obj, method, None)
     if fn is None or not callable(fn):
-        raise UnknownHandler(f"{type(obj).__name__} has no method {method!r}")
+        owner = obj.__name__ if inspect.isclass(obj) else type(obj).__name__
+        raise UnknownHandler(f"{owner} has no method {method!r}")
     return fn
 
 

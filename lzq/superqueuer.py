@@ -25,11 +25,12 @@ CHECK_LEASE_S = 30
 class Superqueuer:
     """Feeds RabbitMQ from PostgreSQL, never faster than workers have free slots.
 
-    One pass (``run_once``): sweep (every ``sweep_interval_s``, one superqueuer at a time), promote
-    due scheduled jobs, claim up to the free credit (``lzq_claim``, committed), publish each
+    One pass (``run_once``): sweep and top up cron fire times (every ``sweep_interval_s``, one
+    superqueuer at a time), promote due scheduled jobs, evaluate due readiness checks (user code
+    from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish each
     ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused. ``run`` repeats passes
     while there is work and sleeps on LISTEN otherwise, with a polling backstop. Any number may run
-    at once: claims are fenced by SKIP LOCKED and a per-queue advisory lock.
+    at once: claims are fenced by SKIP LOCKED and an advisory lock per worker group.
     """
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
@@ -46,6 +47,7 @@ class Superqueuer:
         self._next_sweep = 0.0
         self._next_due_in_s: float | None = None
         self._idle = False
+        self._reported_crons: set[tuple[int, str]] = set()
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -131,7 +133,11 @@ class Superqueuer:
             try:
                 times = recurrence.cron_fire_times(cron, timezone, continue_after)
             except InvalidArgument as exc:  # stored by plain SQL, which cannot check croniter syntax
-                self.log.error("recurring_cron_invalid", recurring_id=recurring_id, cron=cron, error=str(exc))
+                if (recurring_id, cron) not in self._reported_crons:  # say it once, not every sweep
+                    self._reported_crons.add((recurring_id, cron))
+                    self.log.error(
+                        "recurring_cron_invalid", recurring_id=recurring_id, cron=cron, error=str(exc)
+                    )
                 continue
             self._fetch("SELECT lzq_recur_cron_extend(%s, %s)", (recurring_id, times))
 
@@ -157,8 +163,13 @@ class Superqueuer:
             try:
                 evaluate = self.registry.resolve_check(job_name, check)
             except UnknownHandler as exc:
-                self.log.warning("check_invalid", job_id=job_id, check=check, error=str(exc))
-                return {"outcome": "invalid", "error": f"check {check!r} cannot run: {exc}"}
+                missing = self.registry.missing_check_method(job_name, check)
+                if missing:  # the handler is here and has no such method: it can never pass
+                    self.log.warning("check_invalid", job_id=job_id, check=check, error=missing)
+                    return {"outcome": "invalid", "error": f"check cannot run: {missing}"}
+                # Not loadable in this superqueuer (is --app missing?): another may do better.
+                self.log.warning("check_unresolved", job_id=job_id, check=check, error=str(exc))
+                return {"outcome": "not_ready"}
             try:
                 verdict = evaluate(params, options)
                 if isinstance(verdict, Readiness):

@@ -209,3 +209,33 @@ def wait_until_blocked(conn: Conn, blocked: Conn, timeout_s: float = 5.0) -> Non
             return
         time.sleep(0.01)
     raise AssertionError(f"backend {pid} did not block within {timeout_s}s")
+
+
+def checks_done(conn: Conn, *results: dict[str, Any]) -> list[int]:
+    """lzq_checks_done(results) as the superqueuer reports its readiness evaluations: the ids that moved."""
+    rows = conn.execute("SELECT * FROM lzq_checks_done(%s)", (Jsonb(list(results)),)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def limited_job(conn: Conn, limits: list[dict[str, Any]], job_name: str = "job", **options: Any) -> int:
+    """A ready job carrying limit_to `limits` ([{"key": ..., "count": n}]), as the superqueuer leaves it:
+    pushed with a readiness check, which then passed with those limits."""
+    job_id = push(conn, job_name, depends_on=["#is_ready_to_run"], **options)
+    assert checks_done(conn, {"id": job_id, "outcome": "passed", "limits": limits}) == [job_id]
+    return job_id
+
+
+def wait_until_done_or_blocked(conn: Conn, blocked: Conn, future: Any, timeout_s: float = 5.0) -> bool:
+    """Wait until `future` (a statement of `blocked` run in another thread) is done or waits on a lock.
+
+    For steps that may or may not have to wait: returns whether it was blocked.
+    """
+    pid = blocked.info.backend_pid
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if future.done():
+            return False
+        if conn.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", (pid,)).fetchone()[0]:
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} neither finished nor blocked within {timeout_s}s")
