@@ -6,7 +6,10 @@
 CREATE OR REPLACE FUNCTION lzq_checks_due(max_jobs integer, lease_s integer DEFAULT 30)
 RETURNS TABLE (id bigint, job_name text, params jsonb, queue_name text, priority smallint,
                fairness_key text, max_failures integer, checks text[])
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT j.id
           FROM lzq_jobs AS j
@@ -20,6 +23,7 @@ LANGUAGE sql AS $$
       FROM due
      WHERE j.id = due.id
     RETURNING j.id, j.job_name, j.params, j.queue_name, j.priority, j.fairness_key, j.max_failures, j.checks;
+END;
 $$;
 
 COMMENT ON FUNCTION lzq_checks_due(integer, integer) IS

@@ -93,7 +93,7 @@ BEGIN
                    dispatch_token = gen_random_uuid(),
                    lease_expires_at = now() + make_interval(secs => lease_s),
                    waiting_on_limit = NULL
-             WHERE j.id = ANY (v_ids) AND j.status = 'ready'
+             WHERE j.id = ANY (v_ids)  -- by primary key: these rows are ours, locked since the pick
             RETURNING j.id, j.dispatch_token, j.queue_name;
             GET DIAGNOSTICS v_claimed = ROW_COUNT;
             v_left := v_left - v_claimed;

@@ -33,7 +33,7 @@ BEGIN
     -- Lock the reported jobs in id order, as pushes lock their dependencies: no deadlock between a
     -- batch of reports and a push depending on several of them.
     PERFORM 1 FROM lzq_jobs AS j
-      WHERE j.id IN (SELECT r.id FROM jsonb_to_recordset(reports) AS r(id bigint))
+      WHERE j.id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(reports) AS r(id bigint)))
       ORDER BY j.id FOR UPDATE;
 
     WITH r AS (

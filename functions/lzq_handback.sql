@@ -13,7 +13,7 @@ DECLARE
 BEGIN
     -- Lock in id order, as pushes lock the jobs they depend on: no deadlock with a push.
     PERFORM 1 FROM lzq_jobs AS j
-      WHERE j.id IN (SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint))
+      WHERE j.id = ANY (ARRAY(SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint)))
       ORDER BY j.id FOR UPDATE;
     WITH back AS (
         UPDATE lzq_jobs AS j

@@ -7,14 +7,19 @@
 CREATE OR REPLACE FUNCTION lzq_heartbeat(worker_id text, hostname text, pid integer, queues text[],
                                          slots integer, stopping boolean DEFAULT false)
 RETURNS boolean
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_created boolean;
+BEGIN
     INSERT INTO lzq_workers AS w (worker_id, hostname, pid, queues, slots, stopping)
     VALUES (lzq_heartbeat.worker_id, lzq_heartbeat.hostname, lzq_heartbeat.pid, lzq_heartbeat.queues,
             lzq_heartbeat.slots, lzq_heartbeat.stopping)
     ON CONFLICT ON CONSTRAINT lzq_workers_pkey DO UPDATE
        SET heartbeat_at = now(), stopping = excluded.stopping, queues = excluded.queues,
            slots = excluded.slots
-    RETURNING w.xmax = 0;
+    RETURNING w.xmax = 0 INTO v_created;
+    RETURN v_created;
+END;
 $$;
 
 COMMENT ON FUNCTION lzq_heartbeat(text, text, integer, text[], integer, boolean) IS

@@ -7,7 +7,10 @@
 -- start time or check evaluation, in database time.
 CREATE OR REPLACE FUNCTION lzq_promote(max_jobs integer)
 RETURNS TABLE (promoted integer, next_due_in_s double precision)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH due AS (
         SELECT j.id
           FROM lzq_jobs AS j
@@ -33,6 +36,7 @@ LANGUAGE sql AS $$
                   WHERE j.status = 'scheduled' AND j.id NOT IN (SELECT moved.id FROM moved)),
                 (SELECT min(j.check_at) FROM lzq_jobs AS j
                   WHERE j.status = 'waiting' AND j.unmet_deps = 0 AND j.checks <> '{}')) AS at) AS next_due;
+END;
 $$;
 
 COMMENT ON FUNCTION lzq_promote(integer) IS

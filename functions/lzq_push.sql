@@ -13,11 +13,20 @@ RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_job lzq_jobs := _lzq_new_job(job_name, job_params, job_options);
-    v_deps bigint[] := _lzq_dependency_ids(job_options);
+    v_deps bigint[];
 BEGIN
-    v_job := _lzq_gate_on_dependencies(v_job, v_deps);
     v_job.id := nextval('lzq_jobs_id_seq');
-    PERFORM _lzq_insert_jobs(ARRAY[v_job], array_fill(v_job.id, ARRAY[cardinality(v_deps)]), v_deps);
+    IF job_options ? 'depends_on' THEN
+        v_deps := _lzq_dependency_ids(job_options);
+        v_job := _lzq_gate_on_dependencies(v_job, v_deps);
+        PERFORM _lzq_insert_jobs(ARRAY[v_job], array_fill(v_job.id, ARRAY[cardinality(v_deps)]), v_deps);
+        RETURN v_job.id;
+    END IF;
+    -- The common case, kept lean: one row, no dependencies.
+    INSERT INTO lzq_jobs SELECT (v_job).*;
+    IF v_job.status = 'ready' OR v_job.status = 'waiting' THEN
+        PERFORM _lzq_wake(v_job.queue_name);
+    END IF;
     RETURN v_job.id;
 END;
 $$;

@@ -10,11 +10,14 @@ CREATE OR REPLACE FUNCTION lzq_start(worker_id text, deliveries jsonb)
 RETURNS TABLE (id bigint, dispatch_token uuid, job_name text, params jsonb, queue_name text,
                priority smallint, fairness_key text, max_failures integer, attempt integer,
                created_at timestamptz)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
     -- Lock in id order, as pushes lock the jobs they depend on: no deadlock with a push.
-    SELECT 1 FROM lzq_jobs AS j
-     WHERE j.id IN (SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint))
-     ORDER BY j.id FOR UPDATE;
+    PERFORM 1 FROM lzq_jobs AS j
+      WHERE j.id = ANY (ARRAY(SELECT d.id FROM jsonb_to_recordset(deliveries) AS d(id bigint)))
+      ORDER BY j.id FOR UPDATE;
+    RETURN QUERY
     UPDATE lzq_jobs AS j
        SET status = 'running',
            attempts = CASE WHEN j.status = 'dispatched' THEN j.attempts + 1 ELSE j.attempts END,
@@ -26,6 +29,7 @@ LANGUAGE sql AS $$
        AND (j.status = 'dispatched' OR (j.status = 'running' AND j.worker_id = lzq_start.worker_id))
     RETURNING j.id, j.dispatch_token, j.job_name, j.params, j.queue_name, j.priority, j.fairness_key,
               j.max_failures, j.attempts, j.created_at;
+END;
 $$;
 
 COMMENT ON FUNCTION lzq_start(text, jsonb) IS

@@ -4,11 +4,13 @@
 -- forgets superqueuers that stopped calling.
 CREATE OR REPLACE FUNCTION lzq_superqueuer_idle(superqueuer_id text, idle boolean)
 RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO lzq_superqueuers AS s (superqueuer_id, idle)
     VALUES (lzq_superqueuer_idle.superqueuer_id, lzq_superqueuer_idle.idle)
     ON CONFLICT ON CONSTRAINT lzq_superqueuers_pkey DO UPDATE
        SET idle = excluded.idle, heartbeat_at = now();
+END;
 $$;
 
 COMMENT ON FUNCTION lzq_superqueuer_idle(text, boolean) IS

@@ -7,7 +7,6 @@ job of the same class finishes; invalid fails the job. Times are moved by updati
 
 from __future__ import annotations
 
-import pytest
 from psycopg.rows import dict_row
 
 from tests.sql.helpers import (

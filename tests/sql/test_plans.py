@@ -1,0 +1,90 @@
+"""Plan guard: over a large seeded backlog, the hot functions read lzq_jobs only through indexes.
+
+auto_explain (nested statements, plans as NOTICEs) shows the plan of every statement inside the
+PL/pgSQL functions; a sequential scan of lzq_jobs on a hot path would make every claim, start or
+finish cost O(table), which is how queue tables fall over at scale.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+# Mid-sized on purpose: at a few tens of thousands of rows a hash join over a sequential scan looks
+# cheap to the planner, and that is where a statement without a usable index shows it.
+BACKLOG = 10_000
+
+
+@pytest.fixture
+def seeded(conn: psycopg.Connection) -> psycopg.Connection:
+    # Statistics from when the table was small, as after a quiet night: the planner must still not
+    # choose a sequential scan once the table has grown (autovacuum's ANALYZE lags behind a burst).
+    conn.execute(f"""
+        ANALYZE lzq_jobs;
+        INSERT INTO lzq_jobs (job_name, fairness_key, queue_name, status, run_at, finished_at)
+        SELECT 'old', 'old', 'default', 'succeeded', now(), now() FROM generate_series(1, {BACKLOG});
+        INSERT INTO lzq_jobs (job_name, fairness_key, queue_name, priority, status)
+        SELECT 'backlog', 'backlog', CASE WHEN g % 2 = 0 THEN 'default' ELSE 'other' END, g % 5, 'ready'
+          FROM generate_series(1, {BACKLOG}) AS g;
+        INSERT INTO lzq_jobs (job_name, fairness_key, status, run_at)
+        SELECT 'later', 'later', 'scheduled', now() + interval '1 hour'
+          FROM generate_series(1, {BACKLOG // 10});""")
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default,other}', 16)")
+    return conn
+
+
+def _plans(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[list, list[str]]:
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("SET auto_explain.log_min_duration = 0")
+    conn.execute("SET auto_explain.log_nested_statements = on")
+    conn.execute("SET auto_explain.log_level = 'notice'")
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+    return rows, notices
+
+
+def _no_seq_scan_of_jobs(plans: list[str]) -> None:
+    offending = [p for p in plans if "Seq Scan on lzq_jobs" in p]
+    assert not offending, "sequential scan of lzq_jobs:\n" + "\n---\n".join(offending)
+
+
+def test_claim_start_finish_use_indexes_only(seeded):
+    claimed, plans = _plans(seeded, "SELECT * FROM lzq_claim(500)")
+    assert len(claimed) == 17  # 16 slots + 1 margin
+    _no_seq_scan_of_jobs(plans)
+    update = next(
+        p for p in plans if p.startswith("duration") and "UPDATE lzq_jobs" in p and "dispatched" in p
+    )
+    assert "lzq_jobs_pkey" in update  # the claimed rows by primary key, not by rescanning the ready index
+
+    deliveries = Jsonb([{"id": i, "token": str(t)} for i, t, _ in claimed])
+    started, plans = _plans(seeded, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
+    _no_seq_scan_of_jobs(plans)
+    reports = Jsonb([{"id": row[0], "attempt": row[8], "outcome": "succeeded"} for row in started])
+    _, plans = _plans(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
+    _no_seq_scan_of_jobs(plans)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT lzq_push('x', '{}', '{}')",
+        "SELECT lzq_push('x', '{}', '{\"depends_on\": [1, 2]}')",
+        'SELECT * FROM lzq_push_many(\'[{"job_name": "a"}, {"job_name": "b"}]\')',
+        "SELECT * FROM lzq_promote(500)",
+        "SELECT * FROM lzq_checks_due(100, 30)",
+        "SELECT * FROM lzq_sweep(30)",
+        "SELECT lzq_cancel(12000)",
+        "SELECT * FROM lzq_handback(NULL, "
+        '\'[{"id": 12001, "token": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}]\')',
+    ],
+)
+def test_push_promote_sweep_cancel_use_indexes_only(seeded, sql):
+    _, plans = _plans(seeded, sql)
+    assert plans, "auto_explain reported nothing"
+    _no_seq_scan_of_jobs(plans)
