@@ -1,0 +1,22 @@
+"""The benchmark scripts still run end to end (their --smoke mode), so their numbers stay reproducible."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("script", ["benchmarks.throughput", "benchmarks.limits"])
+def test_benchmark_smoke_run_passes(script):
+    result = subprocess.run(
+        [sys.executable, "-m", script, "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "!!!" not in result.stdout
