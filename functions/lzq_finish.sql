@@ -20,6 +20,8 @@ DECLARE
     v_queues text[];
     v_classes text[];
     v_final bigint[];
+    v_limited boolean;
+    v_recurring boolean;
     v_bad text;
 BEGIN
     SELECT r.outcome INTO v_bad
@@ -52,7 +54,6 @@ BEGIN
           FROM lzq_jobs AS j
           JOIN r ON r.id = j.id
          WHERE j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = lzq_finish.worker_id
-           FOR UPDATE OF j
     ), done AS (
         UPDATE lzq_jobs AS j
            SET status = d.next_status,
@@ -61,20 +62,27 @@ BEGIN
                finished_at = CASE WHEN d.next_status IN ('succeeded', 'failed') THEN now() END
           FROM decided AS d
          WHERE j.id = d.id
-        RETURNING j.id, j.status, j.queue_name, split_part(j.job_name, '#', 1) AS class
+        RETURNING j.id, j.status, j.queue_name, split_part(j.job_name, '#', 1) AS class,
+                  j.limits <> '[]' AS limited, j.recurring_id IS NOT NULL AS recurring
     )
     SELECT array_agg(done.id), array_agg(done.status), array_agg(DISTINCT done.queue_name),
-           array_agg(DISTINCT done.class)
-      INTO v_ids, v_statuses, v_queues, v_classes
+           array_agg(DISTINCT done.class), bool_or(done.limited), bool_or(done.recurring)
+      INTO v_ids, v_statuses, v_queues, v_classes, v_limited, v_recurring
       FROM done;
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
 
-    PERFORM _lzq_release_slots(v_ids);
-    v_final := ARRAY(SELECT u.id FROM unnest(v_ids, v_statuses) AS u(id, status) WHERE u.status IN ('succeeded', 'failed'));
+    -- The common job has neither limits nor a schedule: skip what cannot apply (hot path).
+    IF v_limited THEN
+        PERFORM _lzq_release_slots(v_ids);
+    END IF;
+    v_final := ARRAY(SELECT u.id FROM unnest(v_ids, v_statuses) AS u(id, status)
+                      WHERE u.status IN ('succeeded', 'failed'));
     PERFORM _lzq_resolve_dependents(v_final);
-    PERFORM _lzq_recur_next(v_final);
+    IF v_recurring THEN
+        PERFORM _lzq_recur_next(v_final);
+    END IF;
     -- "Re-woken when a job of the same class finishes": a check waiting on such jobs may pass now.
     UPDATE lzq_jobs AS j
        SET check_at = now()
