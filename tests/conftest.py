@@ -11,12 +11,14 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from lzq import schema
 from lzq.client import Client
@@ -43,6 +45,29 @@ postgresql_noproc = factories.postgresql_noproc(
     load=[_migrate],
 )
 postgresql = factories.postgresql("postgresql_noproc")
+
+
+@contextlib.contextmanager
+def module_database(noproc: Any, suffix: str) -> Iterator[str]:
+    """A database cloned from the migrated template for a whole module; yields its conninfo.
+
+    For tests that write nothing (bad input), so they need not pay for a fresh clone per test.
+    """
+    dbname = f"{noproc.dbname}_{suffix}"
+    janitor = DatabaseJanitor(
+        user=noproc.user,
+        host=noproc.host,
+        port=noproc.port,
+        password=noproc.password,
+        dbname=dbname,
+        template_dbname=noproc.template_dbname,
+        maintenance_dbname=noproc.maintenance_dbname,
+    )
+    janitor.drop()  # a crashed run may have left it behind
+    with janitor:
+        yield make_conninfo(
+            host=noproc.host, port=noproc.port, user=noproc.user, dbname=f"{noproc.dbname}_{suffix}"
+        )
 
 
 @pytest.fixture

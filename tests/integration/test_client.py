@@ -8,11 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
-from pytest_postgresql.janitor import DatabaseJanitor
 
 import lzq
 from lzq import Client, InvalidArgument, JobNotFound, JobRef, LzqError, Status
+from tests.conftest import module_database
 
 #: A client and an autocommit connection on the shared empty database of the bad-input cases.
 EmptyDb = tuple[Client, psycopg.Connection]
@@ -311,22 +310,12 @@ def test_cancel_in_a_rolled_back_transaction_leaves_the_job_pending(
 
 @pytest.fixture(scope="module")
 def _bad_input_db(postgresql_noproc: Any) -> Iterator[EmptyDb]:
-    proc = postgresql_noproc
-    dbname = f"{proc.dbname}_bad_input"
-    janitor = DatabaseJanitor(
-        user=proc.user,
-        host=proc.host,
-        port=proc.port,
-        password=proc.password,
-        dbname=dbname,
-        template_dbname=proc.template_dbname,
-        maintenance_dbname=proc.maintenance_dbname,
-    )
-    janitor.drop()  # a crashed run with the same pid may have left it behind
-    with janitor:
-        dsn = make_conninfo(host=proc.host, port=proc.port, user=proc.user, dbname=dbname)
-        with Client(dsn=dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
-            yield client, conn
+    with (
+        module_database(postgresql_noproc, "bad_input") as dsn,
+        Client(dsn=dsn) as client,
+        psycopg.connect(dsn, autocommit=True) as conn,
+    ):
+        yield client, conn
 
 
 @pytest.fixture

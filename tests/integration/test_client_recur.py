@@ -10,12 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 from croniter import croniter
-from psycopg.conninfo import make_conninfo
-from pytest_postgresql.janitor import DatabaseJanitor
 
 import lzq
 from lzq import Client, InvalidArgument, Recurring, Status
 from lzq.recurrence import CRON_REFILL_BELOW, CRON_TIMES_AHEAD
+from tests.conftest import module_database
 
 UTC = dt.UTC
 BASE = dt.datetime(2014, 7, 20, 3, tzinfo=UTC)
@@ -208,22 +207,12 @@ def test_recur_takes_interval_and_base_time_as_keywords_as_the_spec_shows(client
 
 @pytest.fixture(scope="module")
 def _shared_db(postgresql_noproc: Any) -> Iterator[tuple[Client, psycopg.Connection]]:
-    proc = postgresql_noproc
-    dbname = f"{proc.dbname}_client_recur"
-    janitor = DatabaseJanitor(
-        user=proc.user,
-        host=proc.host,
-        port=proc.port,
-        password=proc.password,
-        dbname=dbname,
-        template_dbname=proc.template_dbname,
-        maintenance_dbname=proc.maintenance_dbname,
-    )
-    janitor.drop()  # a crashed run with the same name may have left it behind
-    with janitor:
-        dsn = make_conninfo(host=proc.host, port=proc.port, user=proc.user, dbname=dbname)
-        with Client(dsn=dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
-            yield client, conn
+    with (
+        module_database(postgresql_noproc, "client_recur") as dsn,
+        Client(dsn=dsn) as client,
+        psycopg.connect(dsn, autocommit=True) as conn,
+    ):
+        yield client, conn
 
 
 @pytest.fixture

@@ -15,11 +15,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pytest_postgresql.janitor import DatabaseJanitor
 
+from tests.conftest import module_database
 from tests.sql.helpers import (
     claim,
     finish,
@@ -181,21 +180,8 @@ def recur_run(conn: psycopg.Connection, recurring_id: int, slot: dt.datetime) ->
 
 @pytest.fixture(scope="module")
 def _shared_db(postgresql_noproc: Any) -> Iterator[psycopg.Connection]:
-    proc = postgresql_noproc
-    janitor = DatabaseJanitor(
-        user=proc.user,
-        host=proc.host,
-        port=proc.port,
-        password=proc.password,
-        dbname=f"{proc.dbname}_recur",
-        template_dbname=proc.template_dbname,
-        maintenance_dbname=proc.maintenance_dbname,
-    )
-    janitor.drop()  # a crashed run with the same name may have left it behind
-    with janitor:
-        dsn = make_conninfo(host=proc.host, port=proc.port, user=proc.user, dbname=f"{proc.dbname}_recur")
-        with psycopg.connect(dsn, autocommit=True) as shared:
-            yield shared
+    with module_database(postgresql_noproc, "recur") as dsn, psycopg.connect(dsn, autocommit=True) as shared:
+        yield shared
 
 
 @pytest.fixture
