@@ -38,6 +38,12 @@ class Settings:
     prefetch_margin: int = 1
     #: Worker graceful stop: how long running jobs get after SIGTERM before they are handed back.
     stop_grace_s: float = 7.0
+    #: lzq-buffer: most buffered pushes written in per transaction (also its RabbitMQ prefetch)...
+    buffer_batch: int = 500
+    #: ...and how long it waits for more messages to fill a batch once the first one is in.
+    buffer_linger_s: float = 0.005
+    #: Chaos testing only: "name:probability,..." (see lzq/failpoints.py). Empty in production.
+    failpoints: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

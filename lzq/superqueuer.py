@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from lzq import amqp, db, log, recurrence
+from lzq import amqp, db, failpoints, log, recurrence
 from lzq.backoff import Backoff
 from lzq.config import Settings
 from lzq.errors import InvalidArgument, UnknownHandler
@@ -36,6 +36,7 @@ class Superqueuer:
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
         self.registry = registry or default_registry
+        failpoints.configure(settings.failpoints)
         self.superqueuer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log.get("superqueuer").bind(superqueuer_id=self.superqueuer_id)
         self._stop = threading.Event()
@@ -116,6 +117,8 @@ class Superqueuer:
         )
         results = db.fetch_pipelined(self._conn, statements)
         claimed = results.pop()
+        if claimed:
+            failpoints.hit("after_claim_commit")
         checks_due = results.pop()
         [(promoted_count, self._next_due_in_s)] = results.pop()
         if sweeping:
@@ -197,6 +200,7 @@ class Superqueuer:
             # token that no longer matches, so the start fence drops them.
             self._handback(messages)
             raise
+        failpoints.hit("after_publish")
         refused = [m for m, ok in zip(messages, confirmed, strict=True) if not ok]
         if refused:
             self.log.warning("publish_refused", count=len(refused), queues=sorted({m[0] for m in refused}))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from lzq import amqp, db, log
+from lzq import amqp, db, failpoints, log
 from lzq.backoff import Backoff
 from lzq.config import Settings
 from lzq.errors import Fail, Retry, UnknownHandler
@@ -108,6 +108,7 @@ class Worker:
         self.queues = queues
         self.concurrency = concurrency
         self.registry = registry or default_registry
+        failpoints.configure(settings.failpoints)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log.get("worker").bind(worker_id=self.worker_id)
         self._inflight: dict[int, _InFlight] = {}
@@ -305,8 +306,11 @@ class Worker:
             flight = self._inflight.get(job_id)
             if flight is not None:
                 flight.running = True
+        failpoints.hit("after_start")
         report = self._execute(row)
+        failpoints.hit("after_run")
         new_status = self._reporter.submit(report).result()
+        failpoints.hit("after_finish_commit")
         if new_status is None:
             # Our attempt was taken from us (swept or handed back); its outcome no longer counts.
             self.log.warning("report_rejected", job_id=job_id, attempt=report["attempt"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -29,23 +30,14 @@ class Daemons:
         self.procs: list[subprocess.Popen] = []
 
     def _env(self) -> dict[str, str]:
-        s = self.settings
         env = dict(os.environ)
         env.update(
             {
-                "LZQ_DSN": s.dsn,
-                "LZQ_AMQP_URL": s.amqp_url,
-                "LZQ_AMQP_PREFIX": s.amqp_prefix,
-                "LZQ_DISPATCH_LEASE_S": str(s.dispatch_lease_s),
-                "LZQ_HEARTBEAT_S": str(s.heartbeat_s),
-                "LZQ_WORKER_DEAD_AFTER_S": str(s.worker_dead_after_s),
-                "LZQ_POLL_INTERVAL_S": str(s.poll_interval_s),
-                "LZQ_SWEEP_INTERVAL_S": str(s.sweep_interval_s),
-                "LZQ_STOP_GRACE_S": str(s.stop_grace_s),
-                "LZQ_LOG_LEVEL": "info",
-                "PYTHONPATH": str(_ROOT),
+                f"LZQ_{f.name.upper()}": str(getattr(self.settings, f.name))
+                for f in dataclasses.fields(Settings)
             }
         )
+        env.update({"LZQ_LOG_LEVEL": "info", "PYTHONPATH": str(_ROOT)})
         return env
 
     def start(self, *args: str) -> subprocess.Popen:
