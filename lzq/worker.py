@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -117,6 +118,7 @@ class Worker:
         self._stopping_credit = False
         self._heartbeat_wake = threading.Event()
         self._heartbeat_conn: Any = None
+        self._last_heartbeat_s = time.monotonic()
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="lzq-job")
         self._starter = GroupCommit("start", settings.dsn, self._start_batch, self.log)
         self._reporter = GroupCommit("finish", settings.dsn, self._finish_batch, self.log)
@@ -138,6 +140,9 @@ class Worker:
     def run(self) -> int:
         """Register, consume until ``stop()``, then stop gracefully. Returns the exit code (0)."""
         self._register()
+        self._last_heartbeat_s = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGCONT, lambda *_: self._exit_if_lease_may_be_lost("resumed"))
         self._starter.start()
         self._reporter.start()
         threading.Thread(target=self._heartbeat_loop, name="lzq-heartbeat", daemon=True).start()
@@ -263,15 +268,32 @@ class Worker:
         while True:
             self._heartbeat_wake.wait(self.settings.heartbeat_s)
             self._heartbeat_wake.clear()
+            self._exit_if_lease_may_be_lost("heartbeat_gap")
             try:
                 if self._heartbeat():
                     # We were swept as dead (frozen, or cut off past worker_dead_after_s): our jobs
                     # may already run elsewhere. Stop at once rather than run them twice.
-                    self.log.error("worker_declared_dead", action="exiting", exit_code=EXIT_DECLARED_DEAD)
-                    os._exit(EXIT_DECLARED_DEAD)
+                    self._exit_declared_dead("swept")
+                self._last_heartbeat_s = time.monotonic()
             except db.TRANSIENT_ERRORS as exc:
                 self.log.warning("database_unavailable", step="heartbeat", error=str(exc))
                 self._heartbeat_conn = None
+
+    def _exit_if_lease_may_be_lost(self, reason: str) -> None:
+        """Exit if we went without a heartbeat for half the time after which the sweep hands our jobs
+        to others: a process that was frozen (SIGSTOP, a paused VM) must not resume them. Called on
+        SIGCONT and by the heartbeat thread. Exiting early is safe: our jobs are then re-run after
+        the sweep, never concurrently."""
+        if time.monotonic() - self._last_heartbeat_s > self.settings.worker_dead_after_s / 2:
+            if reason == "resumed":
+                # Thawing: any I/O here (even a log line) would hand the GIL to a job thread that
+                # could act on a job already running elsewhere. Die first; exit code 70 says why.
+                os._exit(EXIT_DECLARED_DEAD)
+            self._exit_declared_dead(reason)
+
+    def _exit_declared_dead(self, reason: str) -> None:
+        self.log.error("worker_declared_dead", reason=reason, action="exiting", exit_code=EXIT_DECLARED_DEAD)
+        os._exit(EXIT_DECLARED_DEAD)
 
     # -- messages and jobs -------------------------------------------------------------------------
 
