@@ -11,6 +11,8 @@
 --   (new)                         scheduled   pushed with a start time in the future    lzq_push[_many]
 --   (new)                         ready       pushed, nothing to wait for               lzq_push[_many]
 --   (new)                         cancelled   pushed depending on a failed/cancelled job lzq_push[_many]
+--   (new)                         (as push)   a push made via the RabbitMQ buffer,        lzq_push_buffered
+--                                             written in by lzq-buffer
 --   (new)                         (as push)   next run of a recurring job: at recur, at a  _lzq_recur_run
 --                                             run's completion, or by the sweep
 --   waiting                       scheduled|waiting|ready  last dependency succeeded    _lzq_resolve_dependents
@@ -185,3 +187,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS lzq_jobs_recur_pending_idx
 -- how many more parked jobs may be woken (_lzq_wake_parked).
 CREATE INDEX IF NOT EXISTS lzq_jobs_limit_woken_idx
     ON lzq_jobs (waiting_on_limit) WHERE status = 'ready' AND waiting_on_limit IS NOT NULL;
+
+-- 2026-11-28: the buffer path. Pushes made with via="buffer" wait in RabbitMQ queue "<prefix>.buffer"
+-- until lzq-buffer writes them in with lzq_push_buffered. RabbitMQ may deliver a message more than
+-- once, so each push carries a uuid made by the producer, and this table records what became of
+-- each uuid: the job it created, or the error that rejected it. A uuid seen again writes nothing.
+-- The idempotency window is as long as these rows are kept.
+CREATE TABLE IF NOT EXISTS lzq_buffered (
+    uuid        uuid        PRIMARY KEY,
+    -- The job this push became; NULL when it was rejected. No foreign key: pruning finished jobs
+    -- must neither be blocked by this record nor erase it (a redelivery would then insert again).
+    job_id      bigint,
+    -- Why it was rejected, as lzq.InvalidArgument reports it ("priority: must be ...", "priority").
+    error       text,
+    error_field text,
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT lzq_buffered_job_or_error CHECK ((job_id IS NULL) <> (error IS NULL))
+);

@@ -7,7 +7,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from lzq.client import Client  # noqa: E402
+from lzq.client import BufferedPush, Client  # noqa: E402
 from lzq.errors import (  # noqa: E402
     ConfigurationError,
     Fail,
@@ -40,7 +40,7 @@ def default_client() -> Client:
         return _default_client
 
 
-def push(*args: Any, **kwargs: Any) -> JobRef:
+def push(*args: Any, **kwargs: Any) -> JobRef | BufferedPush:
     """``Client.push`` on the default client."""
     return default_client().push(*args, **kwargs)
 
@@ -50,7 +50,7 @@ def schedule(*args: Any, **kwargs: Any) -> JobRef:
     return default_client().schedule(*args, **kwargs)
 
 
-def push_many(*args: Any, **kwargs: Any) -> list[JobRef]:
+def push_many(*args: Any, **kwargs: Any) -> list[JobRef] | list[BufferedPush]:
     """``Client.push_many`` on the default client."""
     return default_client().push_many(*args, **kwargs)
 
@@ -71,6 +71,7 @@ def cancel(*args: Any, **kwargs: Any) -> bool:
 
 
 __all__ = [
+    "BufferedPush",
     "Client",
     "ConfigurationError",
     "Fail",

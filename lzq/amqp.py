@@ -3,6 +3,10 @@
 RabbitMQ only delivers ``{"id", "token"}``; PostgreSQL holds every fact. So messages are transient
 (a broker restart loses at most the in-flight ones, and the dispatch-lease sweep re-dispatches them)
 and any message may be lost or duplicated without harm: the start fence rejects stale tokens.
+
+The one exception is the buffer queue (``push(..., via="buffer")``): until lzq-buffer has written a
+push into PostgreSQL, its message is the only copy. It is published persistent, with confirms, to a
+quorum queue, and may be duplicated (never lost): its uuid makes the second copy a no-op.
 """
 
 from __future__ import annotations
@@ -22,6 +26,28 @@ import pika.exceptions
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
 
 _PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=1)
+
+#: The lzq queue name of the buffer: pushes made with ``via="buffer"`` wait in RabbitMQ queue
+#: ``<prefix>.buffer`` until lzq-buffer writes them into PostgreSQL. No job queue may use this name.
+BUFFER_QUEUE = "buffer"
+#: Quorum queues drop a message returned this many times (RabbitMQ 4 drops after 20 by default, and
+#: a closed channel counts as a return). lzq-buffer gives its batch back at every database outage and
+#: a crash of it returns one too: a push must never be dropped for that, so the limit is out of reach.
+BUFFER_DELIVERY_LIMIT = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A message for ``Publisher.publish``: ``body`` to the queue of lzq queue ``queue_name``.
+
+    ``message_id`` identifies it if RabbitMQ returns it unroutable. ``persistent`` messages
+    (delivery_mode 2) are written to disk before the broker confirms them.
+    """
+
+    queue_name: str
+    body: bytes
+    message_id: str
+    persistent: bool = False
 
 
 def queue_for(prefix: str, queue_name: str) -> str:
@@ -57,13 +83,29 @@ def _connect(url: str, name: str) -> pika.BlockingConnection:
     return pika.BlockingConnection(_parameters(url, name))
 
 
-def _declare(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> None:
+def queue_arguments(queue_name: str) -> dict[str, Any] | None:
+    """Declaration arguments of the queue for lzq queue ``queue_name`` (every declarer uses these).
+
+    Job queues are classic: their messages are disposable hints. The buffer is a quorum queue: it
+    holds the only copy of each push until lzq-buffer commits it, and a quorum queue confirms a
+    message only once a majority of its replicas have it on disk, so losing a broker node of a
+    cluster loses no push (classic queues are not replicated).
+    """
+    if queue_name == BUFFER_QUEUE:
+        return {"x-queue-type": "quorum", "x-delivery-limit": BUFFER_DELIVERY_LIMIT}
+    return None
+
+
+def _declare(
+    channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, arguments: dict | None
+) -> None:
     # Durable so the queue outlives a broker restart.
-    channel.queue_declare(queue=queue, durable=True)
+    channel.queue_declare(queue=queue, durable=True, arguments=arguments)
 
 
 class Publisher:
-    """Publishes dispatches with publisher confirms and ``mandatory``, a whole batch per round trip.
+    """Publishes dispatches (and buffered pushes) with publisher confirms and ``mandatory``, a whole
+    batch per round trip.
 
     pika's BlockingConnection waits for each confirm in turn (one broker round trip per message).
     This runs pika's asynchronous SelectConnection on its own I/O thread instead: ``publish_many``
@@ -85,7 +127,7 @@ class Publisher:
         # State of the batch in flight; touched only on the I/O thread until `_batch_done` is set.
         self._next_tag = 0
         self._pending: dict[int, int] = {}  # delivery tag -> index in the batch
-        self._index_by_job: dict[int, int] = {}
+        self._index_by_key: dict[Any, int] = {}  # job id or message_id -> index in the batch
         self._returned: set[int] = set()
         self._results: list[bool] = []
         self._batch_done = threading.Event()
@@ -98,11 +140,40 @@ class Publisher:
         the batch as not sent.
         """
         batch = list(messages)
+        return self._send(
+            [(queue_name, encode(job_id, token), _PROPERTIES) for queue_name, job_id, token in batch],
+            [job_id for _, job_id, _ in batch],
+        )
+
+    def publish(self, messages: Iterable[Message]) -> list[bool]:
+        """Publish arbitrary messages, with confirms and ``mandatory``; True for each confirmed.
+
+        Same contract as ``publish_many``; a message that was returned unroutable is matched by
+        its ``message_id``.
+        """
+        batch = list(messages)
+        return self._send(
+            [
+                (
+                    m.queue_name,
+                    m.body,
+                    pika.BasicProperties(
+                        content_type="application/json",
+                        delivery_mode=2 if m.persistent else 1,
+                        message_id=m.message_id,
+                    ),
+                )
+                for m in batch
+            ],
+            [m.message_id for m in batch],
+        )
+
+    def _send(self, batch: list[tuple[str, bytes, Any]], keys: list[Any]) -> list[bool]:
         if not batch:
             return []
         self._ensure_open()
         self._batch_done.clear()
-        self._connection.ioloop.add_callback_threadsafe(functools.partial(self._publish_batch, batch))
+        self._connection.ioloop.add_callback_threadsafe(functools.partial(self._publish_batch, batch, keys))
         if not self._batch_done.wait(self._confirm_timeout_s):
             self.close()
             raise pika.exceptions.AMQPConnectionError(
@@ -172,7 +243,7 @@ class Publisher:
         if connection is not None:
             connection.ioloop.stop()
 
-    def _publish_batch(self, batch: list[tuple[str, int, str]]) -> None:
+    def _publish_batch(self, batch: list[tuple[str, bytes, Any]], keys: list[Any]) -> None:
         if self._failure is not None or self._channel is None:
             self._batch_done.set()
             return
@@ -182,26 +253,28 @@ class Publisher:
                 # Durable so the queue outlives a broker restart; publish once it surely exists.
                 def declared(_frame: Any, queue: str = queue) -> None:
                     self._declared.add(queue)
-                    self._publish_batch(batch)
+                    self._publish_batch(batch, keys)
 
-                self._channel.queue_declare(queue=queue, durable=True, callback=declared)
+                self._channel.queue_declare(
+                    queue=queue, durable=True, arguments=queue_arguments(queue_name), callback=declared
+                )
                 return
         self._results = [False] * len(batch)
         self._returned.clear()
         self._pending.clear()
-        self._index_by_job = {job_id: i for i, (_, job_id, _) in enumerate(batch)}
-        for index, (queue_name, job_id, token) in enumerate(batch):
+        self._index_by_key = {key: i for i, key in enumerate(keys)}
+        for index, (queue_name, body, properties) in enumerate(batch):
             self._channel.basic_publish(
-                "", queue_for(self._prefix, queue_name), encode(job_id, token), _PROPERTIES, mandatory=True
+                "", queue_for(self._prefix, queue_name), body, properties, mandatory=True
             )
             self._next_tag += 1
             self._pending[self._next_tag] = index
 
-    def _on_return(self, _channel: Any, _method: Any, _properties: Any, body: bytes) -> None:
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         # RabbitMQ sends basic.return before the ack of the same message: remember it as refused.
-        job_id, _ = decode(body)
-        if job_id in self._index_by_job:
-            self._returned.add(self._index_by_job[job_id])
+        key = properties.message_id if properties.message_id is not None else decode(body)[0]
+        if key in self._index_by_key:
+            self._returned.add(self._index_by_key[key])
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
@@ -232,7 +305,8 @@ class Consumer:
     """Consumes the worker's queues on the calling thread; ``ack`` may be called from any thread.
 
     ``prefetch`` bounds unacked messages for the whole channel: messages are acked only after
-    their outcome is committed, so it bounds the jobs this worker holds.
+    their outcome is committed, so it bounds the jobs this worker holds. (On the quorum buffer
+    queue, which refuses channel-wide prefetch, it is per consumer: the same bound for one queue.)
     """
 
     def __init__(
@@ -256,12 +330,13 @@ class Consumer:
         self.close()
         self._connection = _connect(self._url, self._name)
         self._channel = self._connection.channel()
-        self._channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
+        quorum = any(queue_arguments(queue_name) for queue_name in self._queues)
+        self._channel.basic_qos(prefetch_count=self._prefetch, global_qos=not quorum)
         self.generation += 1
         generation = self.generation
         for queue_name in self._queues:
             queue = queue_for(self._prefix, queue_name)
-            _declare(self._channel, queue)
+            _declare(self._channel, queue, queue_arguments(queue_name))
             self._consumer_tags.append(
                 self._channel.basic_consume(
                     queue,
@@ -279,18 +354,20 @@ class Consumer:
         """Deliver messages and run queued acks for up to time_limit_s; raises on connection loss."""
         self._connection.process_data_events(time_limit=time_limit_s)
 
-    def ack(self, delivery: Delivery) -> None:
-        """Ack from any thread. A delivery from an earlier (dead) channel is skipped: RabbitMQ has
-        already requeued it, and the start fence will drop the copy."""
+    def ack(self, delivery: Delivery, multiple: bool = False) -> None:
+        """Ack from any thread (with ``multiple``, also every earlier delivery of its channel).
+
+        A delivery from an earlier (dead) channel is skipped: RabbitMQ has already requeued it, and
+        the start fence (or the buffer's uuid) will drop the copy."""
         connection = self._connection
         if connection is None or delivery.generation != self.generation:
             return
         with contextlib.suppress(TRANSIENT_ERRORS):
-            connection.add_callback_threadsafe(functools.partial(self._ack, delivery))
+            connection.add_callback_threadsafe(functools.partial(self._ack, delivery, multiple))
 
-    def _ack(self, delivery: Delivery) -> None:
+    def _ack(self, delivery: Delivery, multiple: bool = False) -> None:
         if delivery.generation == self.generation and self._channel is not None and self._channel.is_open:
-            self._channel.basic_ack(delivery.tag)
+            self._channel.basic_ack(delivery.tag, multiple=multiple)
 
     def cancel(self) -> None:
         """Stop receiving new messages; unacked ones stay ours until acked or the channel closes."""

@@ -1,4 +1,4 @@
-"""The command line: `lzq migrate|status|push|get|cancel|recur|superqueuer|worker|demo` (click)."""
+"""The command line: `lzq migrate|status|push|get|cancel|recur|superqueuer|worker|buffer|demo` (click)."""
 
 from __future__ import annotations
 
@@ -155,16 +155,24 @@ def status(settings: Settings) -> None:
 @click.option("--start-time", help="'now', '+<interval>' (e.g. '+1 hour') or a timestamp.")
 @click.option("--max-failures", type=int, help="Attempts that may fail before the job fails for good.")
 @click.option("--fairness-key", help="Jobs with different keys share the queue fairly (default: job name).")
+@click.option(
+    "--via",
+    type=click.Choice(["database", "buffer"]),
+    default="database",
+    show_default=True,
+    help="'buffer': publish to RabbitMQ for lzq-buffer to write in (no database needed); prints a uuid.",
+)
 @_common_options
-def push(settings: Settings, job_name: str, job_params: str, **options: Any) -> None:
-    """Queue JOB_NAME with JOB_PARAMS (a JSON object); prints the new job id."""
+def push(settings: Settings, job_name: str, job_params: str, via: str, **options: Any) -> None:
+    """Queue JOB_NAME with JOB_PARAMS (a JSON object); prints the new job id (or the push's uuid)."""
     from lzq.client import Client
 
+    params, opts = _json_object(job_params), {k: v for k, v in options.items() if v is not None}
     with Client(settings=settings) as client:
-        job = client.push(
-            job_name, _json_object(job_params), {k: v for k, v in options.items() if v is not None}
-        )
-    click.echo(job.id)
+        if via == "buffer":
+            click.echo(client.push(job_name, params, opts, via="buffer").uuid)
+        else:
+            click.echo(client.push(job_name, params, opts).id)
 
 
 @cli.command()
@@ -312,6 +320,21 @@ def worker(settings: Settings, queues: tuple[str, ...], concurrency: int) -> Non
 
 
 @cli.command()
+@_common_options
+def buffer(settings: Settings) -> None:
+    """Run a buffer daemon: write pushes made with via="buffer" from RabbitMQ into PostgreSQL.
+
+    Batches of up to LZQ_BUFFER_BATCH pushes, one transaction each, acked after the commit;
+    PostgreSQL and RabbitMQ outages are waited out. SIGTERM: exit 0; unacked pushes go back to the
+    queue. Needs no --app: every rule it applies lives in SQL.
+    """
+    from lzq.buffer import Buffer
+
+    daemon = Buffer(settings)
+    _run_daemon(daemon.run, daemon.stop)
+
+
+@cli.command()
 @click.option(
     "--jobs", type=click.IntRange(min=1), default=3000, show_default=True, help="How many jobs to push."
 )
@@ -361,3 +384,8 @@ def superqueuer_main() -> None:
 def worker_main() -> None:
     """Entry point of `lzq-worker`."""
     worker()
+
+
+def buffer_main() -> None:
+    """Entry point of `lzq-buffer`."""
+    buffer()

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
+from uuid import UUID, uuid4
 
-from lzq import db, recurrence
+from lzq import amqp, db, recurrence
 from lzq.config import Settings
-from lzq.errors import InvalidArgument, JobNotFound
+from lzq.errors import InvalidArgument, JobNotFound, LzqError
 from lzq.job import JobInfo, JobRef
 from lzq.recurrence import Recurring
 from lzq.registry import canonical_name, default_registry
 
 JobName = str | Mapping[str, Any]
 Options = Mapping[str, Any]
+#: How a push reaches PostgreSQL: "database" (at once, one SQL call) or "buffer" (through RabbitMQ
+#: and lzq-buffer, so it works while PostgreSQL is down).
+Via = Literal["database", "buffer"]
+
+#: _lzq_new_job's limit on params, checked here too for buffered pushes: lzq-buffer would reject them.
+MAX_PARAMS_BYTES = 1048576
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferedPush:
+    """A push made with ``via="buffer"``: RabbitMQ has it (persistent, confirmed), PostgreSQL not yet.
+
+    It has no job id until lzq-buffer writes it in; ``Client.buffered_job(push)`` returns the job
+    from then on. ``uuid`` is made by the client and makes the push idempotent: however often
+    RabbitMQ delivers its message, it becomes one job. Invalid input that only SQL can see (an
+    unknown ``depends_on`` id, a bad ``priority``) is reported in lzq-buffer's log and by
+    ``buffered_job``, not here.
+    """
+
+    uuid: UUID
 
 
 class Client:
@@ -33,8 +55,36 @@ class Client:
         self.settings = settings or Settings.from_env(dsn=dsn, amqp_url=amqp_url)
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        self._publisher: amqp.Publisher | None = None
+        self._publisher_lock = threading.Lock()
 
     # -- producing ---------------------------------------------------------------------------------
+
+    @overload
+    def push(
+        self,
+        job_name: JobName,
+        job_params: Mapping[str, Any] | None = None,
+        job_options: Options | None = None,
+        /,
+        *,
+        conn: Any = None,
+        via: Literal["database"] = "database",
+        **options: Any,
+    ) -> JobRef: ...
+
+    @overload
+    def push(
+        self,
+        job_name: JobName,
+        job_params: Mapping[str, Any] | None = None,
+        job_options: Options | None = None,
+        /,
+        *,
+        conn: Any = None,
+        via: Literal["buffer"],
+        **options: Any,
+    ) -> BufferedPush: ...
 
     def push(
         self,
@@ -44,16 +94,25 @@ class Client:
         /,
         *,
         conn: Any = None,
+        via: Via = "database",
         **options: Any,
-    ) -> JobRef:
+    ) -> JobRef | BufferedPush:
         """Queue a job; returns a JobRef (``.id``).
 
         Options, as a dict (seed style) or keywords, same meaning: ``queue_name`` (default
         "default"), ``start_time`` (datetime, "now", "+1 hour", "2030-01-01 03:00:00"), ``priority``
         (-20..20, nice: lower runs sooner, default 0), ``max_failures`` (default 3), ``fairness_key``
         (default: the job name). Bad input raises InvalidArgument naming the field; nothing is written.
+
+        ``via="buffer"`` publishes the push to RabbitMQ's buffer queue instead, for lzq-buffer to
+        write in; it needs no database and returns a BufferedPush (no job id yet). Only what Python
+        can check is checked here; a relative start_time ("+1 hour") counts from when lzq-buffer
+        writes the push in.
         """
         name, params, opts = _prepare(job_name, job_params, job_options, options)
+        if _buffered(via, conn):
+            _check_storable(params, opts)
+            return self._publish_buffered([_push_json(name, params, opts)])[0]
         rows = self._fetch(conn, "SELECT lzq_push(%s, %s::jsonb, %s::jsonb)", (name, params, opts))
         return JobRef(rows[0][0])
 
@@ -77,14 +136,33 @@ class Client:
         )
         return JobRef(rows[0][0])
 
+    @overload
     def push_many(
-        self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None
-    ) -> list[JobRef]:
+        self,
+        jobs: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        conn: Any = None,
+        via: Literal["database"] = "database",
+    ) -> list[JobRef]: ...
+
+    @overload
+    def push_many(
+        self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None, via: Literal["buffer"]
+    ) -> list[BufferedPush]: ...
+
+    def push_many(
+        self, jobs: Iterable[Sequence[Any] | Mapping[str, Any]], *, conn: Any = None, via: Via = "database"
+    ) -> list[JobRef] | list[BufferedPush]:
         """Queue many jobs in one statement; all or nothing. Returns JobRefs in input order.
 
         Each job is ``(job_name, job_params[, job_options])`` or a dict with those keys. An invalid
         job raises InvalidArgument whose field is ``jobs[<index>].<field>``.
+
+        ``via="buffer"``: one batch of confirmed publishes; returns BufferedPushes in input order.
+        Python-side checks are all or nothing (nothing is published); after that each push lands
+        on its own, and SQL-side errors reject only the push they concern.
         """
+        buffered = _buffered(via, conn)
         batch = []
         for index, job in enumerate(jobs):
             if isinstance(job, Mapping):
@@ -97,11 +175,15 @@ class Client:
                 )
             try:
                 name, params, opts = _prepare(name, params, opts, {})
+                if buffered:
+                    _check_storable(params, opts)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"jobs[{index}].{exc.field}", f"jobs[{index}]: {exc}") from None
-            batch.append(f'{{"job_name":{json.dumps(name)},"job_params":{params},"job_options":{opts}}}')
+            batch.append(_push_json(name, params, opts))
         if not batch:
             return []
+        if buffered:
+            return self._publish_buffered(batch)
         rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s::jsonb)", ("[" + ",".join(batch) + "]",))
         return [JobRef(row[0]) for row in rows]
 
@@ -168,7 +250,63 @@ class Client:
         sql = f"SELECT {Recurring.COLUMNS} FROM {Recurring.FROM} WHERE {where} ORDER BY r.known_as"
         return [Recurring(*row) for row in self._fetch(conn, sql, (param,) if param is not None else None)]
 
+    def _publish_buffered(self, pushes: list[str]) -> list[BufferedPush]:
+        """Publish pushes (JSON objects, given without their uuid) to the buffer queue: persistent,
+        confirmed by RabbitMQ before this returns. Raises if any was not confirmed."""
+        results = [BufferedPush(uuid4()) for _ in pushes]
+        messages = [
+            amqp.Message(
+                amqp.BUFFER_QUEUE,
+                f'{{"uuid":"{result.uuid}",{push[1:]}'.encode(),
+                str(result.uuid),
+                persistent=True,
+            )
+            for result, push in zip(results, pushes, strict=True)
+        ]
+        # One batch in flight per publisher; a retry re-sends the same uuids, so a copy that did get
+        # through the first time becomes no second job.
+        with self._publisher_lock:
+            if self._publisher is None:
+                self._publisher = amqp.Publisher(
+                    self.settings.amqp_url, self.settings.amqp_prefix, name="lzq-client"
+                )
+            try:
+                confirmed = self._publisher.publish(messages)
+            except amqp.TRANSIENT_ERRORS:
+                # E.g. the broker restarted since the last push: once more on a new connection.
+                confirmed = self._publisher.publish(messages)
+            unsent = [m for m, ok in zip(messages, confirmed, strict=True) if not ok]
+            if unsent:
+                # Unroutable (the queue was deleted) or nacked: reconnect, which declares the queue
+                # again, and retry those once.
+                self._publisher.close()
+                confirmed = self._publisher.publish(unsent)
+                unsent = [m for m, ok in zip(unsent, confirmed, strict=True) if not ok]
+        if unsent:
+            raise LzqError(
+                f"RabbitMQ did not accept {len(unsent)} of {len(messages)} buffered pushes "
+                f"(queue {amqp.queue_for(self.settings.amqp_prefix, amqp.BUFFER_QUEUE)}); "
+                "those were not buffered"
+            )
+        return results
+
     # -- reading and cancelling --------------------------------------------------------------------
+
+    def buffered_job(self, push: BufferedPush | UUID | str, *, conn: Any = None) -> JobRef | None:
+        """The job a buffered push became: a JobRef once lzq-buffer has written it in, else None.
+
+        Raises InvalidArgument (naming the field) if lzq-buffer rejected the push.
+        """
+        key = push.uuid if isinstance(push, BufferedPush) else UUID(str(push))
+        rows = self._fetch(
+            conn, "SELECT b.job_id, b.error, b.error_field FROM lzq_buffered AS b WHERE b.uuid = %s", (key,)
+        )
+        if not rows:
+            return None
+        job_id, error, field = rows[0]
+        if job_id is None:
+            raise InvalidArgument(field, error)
+        return JobRef(job_id)
 
     def get(self, job_id: int | JobRef, *, conn: Any = None) -> JobInfo:
         """The job's current row (status, attempts, last_error, ...); JobNotFound if there is none."""
@@ -185,10 +323,14 @@ class Client:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections and the buffer publisher's RabbitMQ connection."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        with self._publisher_lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
 
     def __enter__(self) -> Client:
         return self
@@ -282,6 +424,66 @@ def _json_text(value: Any, field: str) -> str:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(field, f"{field}: not JSON-serialisable: {exc}") from None
+
+
+def _buffered(via: str, conn: Any) -> bool:
+    """Whether a push goes through the buffer; refuses what cannot work."""
+    if via not in ("database", "buffer"):
+        raise InvalidArgument("via", f"via: must be 'database' or 'buffer', got {via!r}")
+    if via == "buffer" and conn is not None:
+        raise InvalidArgument(
+            "conn", "conn: a push via the buffer goes to RabbitMQ, outside any database transaction"
+        )
+    return via == "buffer"
+
+
+def _push_json(name: str, params: str, options: str) -> str:
+    """One push as lzq_push_many and lzq_push_buffered take it."""
+    return f'{{"job_name":{json.dumps(name)},"job_params":{params},"job_options":{options}}}'
+
+
+def _check_storable(params: str, options: str) -> None:
+    """Refuse now, for a buffered push, what PostgreSQL would refuse only in lzq-buffer: strings
+    jsonb cannot hold, and params over the size limit (measured as jsonb prints them)."""
+    for field, text in (("job_params", params), ("job_options", options)):
+        # Without a \u escape in the ASCII text there is no NUL and no surrogate to look for.
+        problem = jsonb_problem(json.loads(text)) if "\\u" in text else None
+        if problem:
+            raise InvalidArgument(field, f"{field}: {problem}")
+    if 2 * len(params) > MAX_PARAMS_BYTES:  # jsonb's text adds at most a space per separator
+        size = len(json.dumps(json.loads(params), ensure_ascii=False, separators=(", ", ": ")).encode())
+        if size > MAX_PARAMS_BYTES:
+            raise InvalidArgument(
+                "job_params", f"job_params: must be at most {MAX_PARAMS_BYTES} bytes of JSON, got {size}"
+            )
+
+
+def jsonb_problem(value: Any) -> str | None:
+    """Why PostgreSQL's jsonb cannot store this parsed JSON value, or None if it can.
+
+    JSON allows two things jsonb refuses: NUL characters and unpaired UTF-16 surrogates in strings.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            strings: Iterable[Any] = item.keys()
+        elif isinstance(item, list):
+            stack.extend(item)
+            continue
+        else:
+            strings = (item,)
+        for text in strings:
+            if not isinstance(text, str):
+                continue
+            if "\x00" in text:
+                return "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains an unpaired surrogate (\\ud800-\\udfff), which PostgreSQL cannot store"
+    return None
 
 
 def _job_id(job_id: int | JobRef) -> int:

@@ -97,7 +97,7 @@ def amqp_prefix() -> Iterator[str]:
     yield prefix
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        for name in ("default", "other", "emails", "reports"):
+        for name in ("default", "other", "emails", "reports", "buffer"):
             with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
                 connection.channel().queue_delete(f"{prefix}.{name}")
     finally:

@@ -1,4 +1,4 @@
-"""Real daemons for end-to-end tests: `python -m lzq superqueuer|worker` processes on the test database."""
+"""Real daemons for end-to-end tests: `python -m lzq superqueuer|worker|buffer` processes on the test DB."""
 
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ class Daemons:
         env.update({"LZQ_LOG_LEVEL": "info", "PYTHONPATH": str(_ROOT)})
         return env
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, app: bool = True) -> subprocess.Popen:
         name = f"{args[0]}-{len(self.procs)}"
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lzq", *args, "--app", "tests.e2e.app"],
+            [sys.executable, "-m", "lzq", *args, *(["--app", "tests.e2e.app"] if app else [])],
             env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -60,6 +60,10 @@ class Daemons:
     def worker(self, concurrency: int = 4, *queues: str) -> subprocess.Popen:
         queue_args = [arg for q in (queues or ("default",)) for arg in ("--queue", q)]
         return self.start("worker", "--concurrency", str(concurrency), *queue_args)
+
+    def buffer(self, *args: str) -> subprocess.Popen:
+        """An lzq-buffer (it runs no handlers, so no --app); ``--dsn ...`` overrides the database."""
+        return self.start("buffer", *args, app=False)
 
     def terminate(self, proc: subprocess.Popen, timeout_s: float = 10) -> tuple[int, float]:
         """SIGTERM and wait; returns (exit code, seconds it took)."""
