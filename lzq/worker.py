@@ -194,9 +194,14 @@ class Worker:
         self._pump(0.05)  # send the acks of jobs that just finished
         with self._lock:
             leftovers = dict(self._inflight)
+        # Processes the abandoned handlers started must not outlive them (nor act once their jobs
+        # run elsewhere): freeze them now, kill them once the jobs are handed back.
+        children = _descendants(os.getpid())
+        _signal_all(children, signal.SIGSTOP)
         handed = self._handback_and_exit(
             [{"id": job_id, "token": f.token} for job_id, f in leftovers.items()]
         )
+        _signal_all(children, signal.SIGKILL)
         # Return straight away: the caller exits the process, ending job threads still running past
         # the grace period. Their jobs are already `ready` again, so every moment here could overlap
         # with a new run elsewhere. Unacked messages are requeued when the connection drops; the
@@ -408,6 +413,34 @@ class Worker:
         rows = db.fetch(conn, "SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports)))
         applied = dict(rows)
         return [applied.get(report["id"]) for report in reports]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), read from /proc; empty elsewhere."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _describe(exc: BaseException) -> str:

@@ -53,6 +53,21 @@ class Counted(lzq.Job):
 
 
 @lzq.handler
+def spawner(params: dict, options: dict) -> None:
+    """Starts a long child process (and a grandchild), noting their pids, then waits for it."""
+    import subprocess
+
+    child = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(child.stdout.readline())
+    _conn().execute(
+        "INSERT INTO e2e_children (job_id, pid) VALUES (%s, %s), (%s, %s)",
+        (options["id"], child.pid, options["id"], grandchild),
+    )
+    record({"sleep_s": 0}, options)
+    child.wait()
+
+
+@lzq.handler
 def poison(params: dict, options: dict) -> None:
     """Kills the worker process running it, as a segfault or the OOM killer would."""
     record({}, options)
