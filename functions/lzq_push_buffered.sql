@@ -94,17 +94,8 @@ BEGIN
         -- input alone causes. Deadlocks, cancellations and lost connections are not caught: they
         -- fail the whole call, and lzq-buffer retries the batch.
         BEGIN
-            IF EXISTS (SELECT 1 FROM jsonb_object_keys(v_element) AS k
-                        WHERE k NOT IN ('uuid', 'job_name', 'job_params', 'job_options')) THEN
-                PERFORM _lzq_invalid('push', 'keys must be uuid, job_name, job_params, job_options');
-            END IF;
-            IF jsonb_typeof(v_element -> 'job_name') IS DISTINCT FROM 'string' THEN
-                PERFORM _lzq_invalid('job_name', 'must be a string');
-            END IF;
-            v_job := _lzq_new_job(v_element ->> 'job_name', v_element -> 'job_params',
-                                  v_element -> 'job_options');
+            v_job := _lzq_job_from_json(v_element, ARRAY['uuid']);
             v_deps := _lzq_dependency_ids(v_element -> 'job_options');
-            v_job := _lzq_gate_on_dependencies(v_job, v_deps);
         EXCEPTION WHEN data_exception THEN
             GET STACKED DIAGNOSTICS v_column = COLUMN_NAME, v_message = MESSAGE_TEXT;
             v_outcomes[v_i] := 'rejected';

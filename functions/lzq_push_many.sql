@@ -25,20 +25,8 @@ BEGIN
     -- One exception block around the whole loop (not one per element): a block is a subtransaction.
     BEGIN
         FOR v_element IN SELECT e FROM jsonb_array_elements(jobs) AS e LOOP
-            IF jsonb_typeof(v_element) <> 'object' THEN
-                PERFORM _lzq_invalid('job', 'must be an object {"job_name", "job_params", "job_options"}');
-            END IF;
-            IF EXISTS (SELECT 1 FROM jsonb_object_keys(v_element) k
-                        WHERE k NOT IN ('job_name', 'job_params', 'job_options')) THEN
-                PERFORM _lzq_invalid('job', 'keys must be job_name, job_params, job_options');
-            END IF;
-            IF jsonb_typeof(v_element -> 'job_name') IS DISTINCT FROM 'string' THEN
-                PERFORM _lzq_invalid('job_name', 'must be a string');
-            END IF;
-            v_job := _lzq_new_job(v_element ->> 'job_name', v_element -> 'job_params',
-                                  v_element -> 'job_options');
+            v_job := _lzq_job_from_json(v_element);
             v_deps := _lzq_dependency_ids(v_element -> 'job_options');
-            v_job := _lzq_gate_on_dependencies(v_job, v_deps);
             -- Ids are taken here so the result follows the input order.
             v_job.id := nextval('lzq_jobs_id_seq');
             v_rows := v_rows || v_job;

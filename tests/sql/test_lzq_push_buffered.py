@@ -106,7 +106,7 @@ def test_push_buffered_rejects_bad_pushes_records_them_and_inserts_the_rest(conn
         "job_params": {**a_push("x"), "job_params": [1]},
         "start_time": a_push("x", start_time="whenever"),
         "depends_on": a_push("x", depends_on=[999999]),
-        "push": {**a_push("x"), "extra": True},
+        "job": {**a_push("x"), "extra": True},
     }
 
     rows = buffered(conn, good1, *bad.values(), good2)
