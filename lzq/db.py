@@ -22,7 +22,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 NOTIFY_CHANNEL = "lzq"
 
-Connection = psycopg.Connection
 
 
 def json(value: Any) -> Jsonb:
