@@ -129,8 +129,10 @@ class Chaos:
             service = self.service_restarts_left.pop(self.rng.randrange(len(self.service_restarts_left)))
             (_restart_rabbitmq_app if service == "rabbitmq" else _crash_restart_postgresql)()
             self._count(f"restart {service}")
-        elif roll < 0.3 and (
-            workers := [p for p in alive if p.args[3] == "worker" and not self._is_frozen(p)]
+        elif (
+            SIGSTOP
+            and roll < 0.3
+            and (workers := [p for p in alive if p.args[3] == "worker" and not self._is_frozen(p)])
         ):
             victim = self.rng.choice(workers)
             victim.send_signal(signal.SIGSTOP)  # past its lease: its jobs are swept and run elsewhere
