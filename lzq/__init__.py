@@ -13,6 +13,7 @@ from lzq.errors import (  # noqa: E402
     Fail,
     InvalidArgument,
     JobNotFound,
+    LeaseLost,
     LzqError,
     Retry,
     UnknownHandler,
@@ -38,6 +39,21 @@ def default_client() -> Client:
         if _default_client is None:
             _default_client = Client()
         return _default_client
+
+
+def fence(conn: Any, job_options: dict[str, Any]) -> None:
+    """Fence a handler's side effect with its job's attempt, inside the caller's transaction::
+
+        with conn.transaction():
+            lzq.fence(conn, job_options)          # raises lzq.LeaseLost if the job moved on
+            conn.execute("UPDATE accounts ...")   # cannot overlap another run of this job
+
+    Until that transaction ends, the job cannot be given to another worker; once it has been, the
+    fence fails instead. ``conn`` is a psycopg connection to the lzq database.
+    """
+    from lzq import db
+
+    db.fetch(conn, "SELECT lzq_fence(%s, %s)", (job_options["id"], job_options["attempt"]))
 
 
 def push(*args: Any, **kwargs: Any) -> JobRef | BufferedPush:
@@ -79,6 +95,7 @@ __all__ = [
     "Job",
     "JobInfo",
     "JobNotFound",
+    "LeaseLost",
     "JobRef",
     "LzqError",
     "Readiness",
@@ -90,6 +107,7 @@ __all__ = [
     "cancel",
     "default_client",
     "default_registry",
+    "fence",
     "get",
     "handler",
     "push",

@@ -11,7 +11,7 @@ import psycopg
 import psycopg_pool
 from psycopg.types.json import Jsonb
 
-from lzq.errors import InvalidArgument, JobNotFound, LzqError
+from lzq.errors import InvalidArgument, JobNotFound, LeaseLost, LzqError
 
 #: Errors a daemon survives by reconnecting and trying again (server restart, network, pool starved).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -48,7 +48,8 @@ def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psyco
 
 @contextlib.contextmanager
 def translated_errors() -> Iterator[None]:
-    """Map lzq's SQLSTATEs to LzqError subclasses: 22023 → InvalidArgument, P0002 → JobNotFound."""
+    """Map lzq's SQLSTATEs to LzqError subclasses: 22023 → InvalidArgument, P0002 → JobNotFound,
+    55000 → LeaseLost."""
     try:
         yield
     except psycopg.errors.InvalidParameterValue as exc:
@@ -57,6 +58,8 @@ def translated_errors() -> Iterator[None]:
         message = exc.diag.message_primary or ""
         job_id = int(message.split()[1]) if message.startswith("job ") else -1
         raise JobNotFound(job_id) from None
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        raise LeaseLost(exc.diag.message_primary or str(exc)) from None
     except psycopg.errors.UndefinedFunction as exc:
         raise LzqError(f"{exc.diag.message_primary}: is the database migrated? run `lzq migrate`") from None
 

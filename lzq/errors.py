@@ -33,6 +33,13 @@ class UnknownHandler(LzqError):
     """
 
 
+class LeaseLost(LzqError):
+    """``lzq.fence``: the job's attempt is no longer running here (swept and given to another worker).
+
+    The handler should stop: its side effects would overlap the job's new run.
+    """
+
+
 class ConfigurationError(LzqError):
     """A setting (DSN, AMQP URL, --app module) that cannot work."""
 

@@ -7,8 +7,8 @@ The seed and every fault are printed, so a failing run can be replayed.
 
 Faults: kill -9 of a random worker or superqueuer; failpoints between claim and ack
 (lzq/failpoints.py) armed in every daemon; a RabbitMQ restart and a PostgreSQL crash-restart (where
-this run may restart the local services); opt-in (LZQ_CHAOS_SIGSTOP=1, see SIGSTOP below), SIGSTOP
-of a worker for longer than its lease, then SIGCONT. A supervisor loop restarts whatever died, as
+this run may restart the local services); SIGSTOP of a worker for longer than its lease, then
+SIGCONT. A supervisor loop restarts whatever died, as
 supervisord would.
 Invariants: no lost job; no two runs of a job at the same time; limit_to never exceeded; one job per
 recurring slot and no two recurring runs at once; dependencies respected; legal transitions only.
@@ -34,9 +34,9 @@ pytestmark = pytest.mark.e2e
 
 SEED = int(os.environ.get("LZQ_CHAOS_SEED", random.randrange(1_000_000)))
 CHAOS_S = float(os.environ.get("LZQ_CHAOS_SECONDS", "25"))
-#: SIGSTOP faults are opt-in: a thawing worker's job threads may act for a moment before the process
-#: exits (tests/e2e/test_frozen_worker.py bounds that), which the no-overlap checker would report.
-SIGSTOP = os.environ.get("LZQ_CHAOS_SIGSTOP") == "1"
+#: Frozen workers (SIGSTOP past the lease, then SIGCONT): on by default; LZQ_CHAOS_SIGSTOP=0 leaves
+#: them out. The handlers fence their writes (lzq.fence), so a thawing thread cannot overlap.
+SIGSTOP = os.environ.get("LZQ_CHAOS_SIGSTOP", "1") == "1"
 #: Failpoint probability per pass; every job passes three worker failpoints and two superqueuer ones.
 FAILPOINT_P = 0.004
 MAX_FAILURES = 1000  # crashes count as attempts: never let the chaos itself fail a job

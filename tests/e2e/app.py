@@ -1,5 +1,8 @@
 """Handlers for the end-to-end tests. Each run is recorded in e2e_runs, independently of lzq's tables.
 
+Every write of the record is fenced with the job's attempt (lzq.fence), as any side effect that
+must never overlap another run of the same job should be: the record is what each run did.
+
 The record (start and end by the database clock, pid) is what the tests check "ran exactly once" and
 "never twice at the same time" against: it is written by the handler itself, not derived from lzq.
 """
@@ -24,20 +27,30 @@ def _conn() -> psycopg.Connection:
     return _local.conn
 
 
+def _fenced(options: dict, sql: str, params: tuple) -> list:
+    """One write of the record, fenced with the job's attempt, as a handler whose side effects must
+    never overlap another run of its job writes (lzq.fence). A write after a hand-over fails."""
+    conn = _conn()
+    with conn.transaction():
+        lzq.fence(conn, options)
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
 @lzq.handler
 def record(params: dict, options: dict) -> None:
     """Record the run; sleep params["sleep_s"]; fail while attempt <= params["fail_attempts"]."""
-    conn = _conn()
-    run_id = conn.execute(
+    [(run_id,)] = _fenced(
+        options,
         "INSERT INTO e2e_runs (job_id, attempt, pid) VALUES (%s, %s, %s) RETURNING run_id",
         (options["id"], options["attempt"], os.getpid()),
-    ).fetchone()[0]
+    )
     # Sleep in steps, noting we are alive: a run cut short by its process dying ends at its last step.
     deadline = time.monotonic() + params.get("sleep_s", 0)
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(left, 0.05))
-        conn.execute("UPDATE e2e_runs SET last_seen_at = clock_timestamp() WHERE run_id = %s", (run_id,))
-    conn.execute("UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_id = %s", (run_id,))
+        _fenced(options, "UPDATE e2e_runs SET last_seen_at = clock_timestamp() WHERE run_id = %s", (run_id,))
+    _fenced(options, "UPDATE e2e_runs SET finished_at = clock_timestamp() WHERE run_id = %s", (run_id,))
     if options["attempt"] <= params.get("fail_attempts", 0):
         raise lzq.Retry("planned failure", delay_s=0)
 
