@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
 
+import lzq
 from lzq import schema
 from lzq.client import Client
 from lzq.config import DEFAULT_AMQP_URL, Settings
@@ -88,6 +89,16 @@ def conn(postgresql: psycopg.Connection) -> psycopg.Connection:
 def client(dsn: str) -> Iterator[Client]:
     with Client(dsn=dsn) as c:
         yield c
+
+
+@pytest.fixture
+def env_default_client(dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """LZQ_DSN points at this test's database and lzq builds a fresh default client from it."""
+    monkeypatch.setenv("LZQ_DSN", dsn)
+    monkeypatch.setattr(lzq, "_default_client", None)
+    yield
+    if lzq._default_client is not None:
+        lzq._default_client.close()
 
 
 @pytest.fixture

@@ -518,16 +518,6 @@ def test_push_accepts_params_just_under_1_mib(empty_db: EmptyDb) -> None:
 # -- module-level API ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env_default_client(dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """LZQ_DSN points at this test's database and lzq builds a fresh default client from it."""
-    monkeypatch.setenv("LZQ_DSN", dsn)
-    monkeypatch.setattr(lzq, "_default_client", None)
-    yield
-    if lzq._default_client is not None:
-        lzq._default_client.close()
-
-
 @pytest.mark.usefixtures("env_default_client")
 def test_module_level_functions_use_lzq_dsn_from_the_environment(conn: psycopg.Connection, dsn: str) -> None:
     job = lzq.push("mailer", {"to": "a@b.c"}, priority=2)

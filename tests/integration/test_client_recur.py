@@ -306,16 +306,6 @@ def test_recur_rejects_runs_depending_on_jobs(empty_db: tuple[Client, psycopg.Co
 # -- module-level API ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env_default_client(dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """LZQ_DSN points at this test's database and lzq builds a fresh default client from it."""
-    monkeypatch.setenv("LZQ_DSN", dsn)
-    monkeypatch.setattr(lzq, "_default_client", None)
-    yield
-    if lzq._default_client is not None:
-        lzq._default_client.close()
-
-
 @pytest.mark.usefixtures("env_default_client")
 def test_module_level_recur_uses_lzq_dsn_from_the_environment(conn: psycopg.Connection) -> None:
     defined = lzq.recur("report", {"to": "ops"}, "report:hourly", "01:00:00", max_failures=2)
