@@ -61,9 +61,7 @@ CREATE TABLE IF NOT EXISTS lzq_jobs (
     finished_at      timestamptz
 );
 
--- The claim reads only this index: ready jobs in dispatch order, nothing else.
-CREATE INDEX IF NOT EXISTS lzq_jobs_ready_idx
-    ON lzq_jobs (queue_name, priority, id) WHERE status = 'ready';
+-- (The claim's index, on ready jobs in dispatch order, is lzq_jobs_dispatch_idx below.)
 -- Promotion of due scheduled jobs and retries.
 CREATE INDEX IF NOT EXISTS lzq_jobs_scheduled_idx
     ON lzq_jobs (run_at) WHERE status = 'scheduled';
@@ -142,9 +140,7 @@ CREATE INDEX IF NOT EXISTS lzq_jobs_checks_due_idx
 -- Waking check-waiting jobs when a job of the same class finishes.
 CREATE INDEX IF NOT EXISTS lzq_jobs_checks_class_idx
     ON lzq_jobs ((split_part(job_name, '#', 1))) WHERE status = 'waiting' AND checks <> '{}';
--- Jobs queued on a full limit, in dispatch order.
-CREATE INDEX IF NOT EXISTS lzq_jobs_limit_wait_idx
-    ON lzq_jobs (waiting_on_limit, priority, id) WHERE status = 'waiting' AND waiting_on_limit IS NOT NULL;
+-- (Jobs queued on a full limit are indexed in dispatch order: lzq_jobs_limit_queue_idx below.)
 
 -- 2026-11-28: recurring jobs. A definition per known_as; each run is an ordinary job carrying
 -- recurring_id and the slot it fills. The next run is created in the transaction that records a
@@ -204,3 +200,39 @@ CREATE TABLE IF NOT EXISTS lzq_buffered (
     inserted_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT lzq_buffered_job_or_error CHECK ((job_id IS NULL) <> (error IS NULL))
 );
+
+-- 2026-11-28: fair dispatch (issue 5). A flow is (queue_name, fairness_key, priority); flows share a
+-- queue in proportion to their weights (nice: 1.25x per step), FIFO inside a flow. When a job becomes
+-- ready, the trigger _lzq_stamp_ready gives it a virtual finish tag:
+--     vtag = greatest(the queue's vclock, the largest vtag of its flow's ready jobs) + _lzq_cost(priority)
+-- and the claim takes the smallest tags. vclock is the largest tag dispatched from the queue
+-- (self-clocked fair queueing): a flow that was idle starts level with the queue, banking nothing.
+-- Queues may instead be 'priority' (strict nice, then ready order: low priorities can starve) or
+-- 'fifo' (ready order); see lzq_queue_mode.
+CREATE TABLE IF NOT EXISTS lzq_queues (
+    queue_name  text        PRIMARY KEY CHECK (length(queue_name) BETWEEN 1 AND 200),
+    mode        text        NOT NULL DEFAULT 'fair' CHECK (mode IN ('fair', 'priority', 'fifo')),
+    -- The largest vtag the claim has dispatched from this queue: the queue's virtual time.
+    vclock      bigint      NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Ready order for the 'priority' and 'fifo' modes (and FIFO of equal tags' creation).
+CREATE SEQUENCE IF NOT EXISTS lzq_ready_seq;
+
+-- Set by _lzq_stamp_ready whenever a job becomes ready; meaningless in other statuses.
+ALTER TABLE lzq_jobs ADD COLUMN IF NOT EXISTS vtag bigint;
+
+-- The claim reads only this index: ready jobs in dispatch order, per queue.
+DROP INDEX IF EXISTS lzq_jobs_ready_idx;
+CREATE INDEX IF NOT EXISTS lzq_jobs_dispatch_idx
+    ON lzq_jobs (queue_name, vtag, priority, id) WHERE status = 'ready';
+-- A flow's last ready tag, read once per job that becomes ready (the tail of its FIFO).
+CREATE INDEX IF NOT EXISTS lzq_jobs_flow_tail_idx
+    ON lzq_jobs (queue_name, fairness_key, priority, vtag) WHERE status = 'ready';
+-- Jobs queued on a full limit, in the dispatch order they had when they parked.
+DROP INDEX IF EXISTS lzq_jobs_limit_wait_idx;
+CREATE INDEX IF NOT EXISTS lzq_jobs_limit_queue_idx
+    ON lzq_jobs (waiting_on_limit, vtag, priority, id) WHERE status = 'waiting' AND waiting_on_limit IS NOT NULL;
+-- Jobs already ready when this section is first applied go first, in their old order.
+UPDATE lzq_jobs SET vtag = 0 WHERE status = 'ready' AND vtag IS NULL;

@@ -7,7 +7,16 @@ Pure Python, no database: the policies are tests/fairness_model.py (the referenc
 be compared against); this script runs them through an event-driven model of one superqueuer
 (claim latency 2 ms + 0.5 ms per extra round + 20 us per row read) and N worker slots.
 
-RECOMMENDATION: design C -- DESIGN.md section 4's flows table, with a self-clocked V
+WHAT WAS BUILT (after this study): B without its flow-row write. _lzq_stamp_ready (a trigger on
+every transition to ready) stamps vtag = greatest(queue vclock, the flow's largest *ready* tag) +
+cost, reading the flow's tail from an index instead of a last_tag row, so pushes never lock
+anything and B's serialization (below) is gone; lzq_claim takes the smallest tags from one index.
+Same order as B/C when pushes into one flow do not overlap in time (tests/sql/test_fair_dispatch.py
+replays random traces against TagPolicy); overlapping pushes into one flow may share a tag (a
+bounded, transient bonus for that flow). Chosen over C for its much simpler claim (no
+active-flows table, no deactivation protocol, no forgotten ready path: a trigger sees them all).
+
+RECOMMENDATION (at the time): design C -- DESIGN.md section 4's flows table, with a self-clocked V
 ===================================================================================
 Numbers below are this script's output (seed 1, full run); time unit = mean job duration.
 

@@ -57,6 +57,7 @@ def run_once(args: argparse.Namespace, index: int) -> dict[str, float]:
                    started_at timestamptz NOT NULL DEFAULT clock_timestamp(), finished_at timestamptz)"""
             )
             with Client(dsn=scratch.dsn) as client:
+                client.queue_mode("default", getattr(args, "queue_mode", "fair"))
                 client.push_many(
                     [
                         (

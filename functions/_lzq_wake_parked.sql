@@ -1,8 +1,9 @@
 -- _lzq_wake_parked(limit_keys): make ready as many jobs parked on these limits as can use a slot.
 -- Called by _lzq_release_slots (slots just freed) and lzq_sweep (backstop). Per key: the free slots,
 -- minus the jobs already woken for it and not yet claimed (ready, still marked with
--- waiting_on_limit until lzq_claim takes them), is how many parked jobs to wake, best nice level
--- first, then oldest; only jobs whose count reaches a free slot (a count-1 job cannot use slot 2).
+-- waiting_on_limit until lzq_claim takes them), is how many parked jobs to wake, in the dispatch
+-- order they had when they parked (their vtag, which they keep: see _lzq_stamp_ready); only jobs
+-- whose count reaches a free slot (a count-1 job cannot use slot 2).
 -- So repeated sweeps never flood the ready index with jobs that would only park again.
 CREATE OR REPLACE FUNCTION _lzq_wake_parked(limit_keys text[])
 RETURNS void
@@ -28,7 +29,7 @@ BEGIN
                              WHERE w.status = 'waiting' AND w.waiting_on_limit = v_key
                                AND (SELECT max((l ->> 'count')::integer) FROM jsonb_array_elements(w.limits) AS l
                                      WHERE l ->> 'key' = v_key) >= v_lowest_free
-                             ORDER BY w.priority, w.id
+                             ORDER BY w.vtag, w.priority, w.id
                              LIMIT v_free - v_woken_already
                                FOR UPDATE SKIP LOCKED)
             RETURNING j.queue_name

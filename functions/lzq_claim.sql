@@ -1,7 +1,8 @@
 -- lzq_claim(max_jobs, lease_s, margin_per_worker, dead_after_s): take ready jobs for free worker slots.
 -- Called by the superqueuer, which commits, then publishes each {id, token} to RabbitMQ.
--- Moves ready -> dispatched, stamping a fresh dispatch_token and a lease of lease_s seconds (the sweep
--- takes the job back if no worker starts it in time: a crash between this commit and the publish
+-- Order: smallest vtag first (fair, priority or fifo per queue: _lzq_stamp_ready); each queue's
+-- vclock moves to the largest tag dispatched from it. Moves ready -> dispatched, stamping a fresh
+-- dispatch_token and a lease of lease_s seconds (the sweep takes the job back if no worker starts it in time: a crash between this commit and the publish
 -- costs a delay, never a job). Moves ready -> waiting a job one of whose limit_to is full
 -- (_lzq_take_slots): it leaves the ready index until _lzq_release_slots frees a slot, and the credit
 -- it would have used goes to the next jobs (a few rounds per call at most).
@@ -54,19 +55,22 @@ BEGIN
         FOR v_round IN 1 .. c_max_rounds LOOP
             v_credit := least(v_left, v_group.capacity - v_inflight);
             EXIT WHEN v_credit <= 0;
-            -- Each queue's head by the ready index, then the best of those across the group's queues.
-            SELECT array_agg(picked.id ORDER BY picked.priority, picked.id), bool_or(picked.limits <> '[]')
+            -- Each queue's head by the dispatch index (smallest vtag first: see _lzq_stamp_ready), then
+            -- the best of those across the group's queues by lag behind each queue's own clock.
+            SELECT array_agg(picked.id ORDER BY picked.lag, picked.priority, picked.id),
+                   bool_or(picked.limits <> '[]')
               INTO v_ids, v_any_limited
-              FROM (SELECT head.id, head.priority, head.limits
+              FROM (SELECT head.id, head.priority, head.limits, head.vtag - coalesce(lq.vclock, 0) AS lag
                       FROM unnest(v_group.queues) AS q(name)
+                      LEFT JOIN lzq_queues AS lq ON lq.queue_name = q.name
                      CROSS JOIN LATERAL (
-                           SELECT j.id, j.priority, j.limits
+                           SELECT j.id, j.vtag, j.priority, j.limits
                              FROM lzq_jobs AS j
                             WHERE j.status = 'ready' AND j.queue_name = q.name
-                            ORDER BY j.priority, j.id
+                            ORDER BY j.vtag, j.priority, j.id
                             LIMIT v_credit
                               FOR UPDATE SKIP LOCKED) AS head
-                     ORDER BY head.priority, head.id
+                     ORDER BY lag, head.priority, head.id
                      LIMIT v_credit) AS picked;
             EXIT WHEN v_ids IS NULL;
 
@@ -75,7 +79,7 @@ BEGIN
                 FOR v_job IN
                     SELECT j.id, j.limits FROM lzq_jobs AS j
                      WHERE j.id = ANY (v_ids) AND j.limits <> '[]'
-                     ORDER BY j.priority, j.id
+                     ORDER BY array_position(v_ids, j.id)
                 LOOP
                     v_full_limit := _lzq_take_slots(v_job.id, v_job.limits);
                     IF v_full_limit IS NOT NULL THEN
@@ -88,13 +92,26 @@ BEGIN
             END IF;
 
             RETURN QUERY
-            UPDATE lzq_jobs AS j
-               SET status = 'dispatched',
-                   dispatch_token = gen_random_uuid(),
-                   lease_expires_at = now() + make_interval(secs => lease_s),
-                   waiting_on_limit = NULL
-             WHERE j.id = ANY (v_ids)  -- by primary key: these rows are ours, locked since the pick
-            RETURNING j.id, j.dispatch_token, j.queue_name;
+            WITH claimed AS (
+                UPDATE lzq_jobs AS j
+                   SET status = 'dispatched',
+                       dispatch_token = gen_random_uuid(),
+                       lease_expires_at = now() + make_interval(secs => lease_s),
+                       waiting_on_limit = NULL
+                 WHERE j.id = ANY (v_ids)  -- by primary key: these rows are ours, locked since the pick
+                RETURNING j.id, j.dispatch_token, j.queue_name, j.vtag
+            ), clock AS (
+                -- The queue's virtual time moves to the largest tag dispatched (never back).
+                INSERT INTO lzq_queues AS lq (queue_name, vclock)
+                SELECT c.queue_name, max(c.vtag) FROM claimed AS c GROUP BY c.queue_name ORDER BY c.queue_name
+                ON CONFLICT (queue_name) DO UPDATE SET vclock = excluded.vclock
+                 WHERE lq.vclock < excluded.vclock
+            )
+            -- In dispatch order: the superqueuer publishes in this order.
+            SELECT c.id, c.dispatch_token, c.queue_name
+              FROM claimed AS c
+              JOIN unnest(v_ids) WITH ORDINALITY AS o(id, pos) ON o.id = c.id
+             ORDER BY o.pos;
             GET DIAGNOSTICS v_claimed = ROW_COUNT;
             v_left := v_left - v_claimed;
             v_inflight := v_inflight + v_claimed;

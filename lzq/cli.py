@@ -1,4 +1,4 @@
-"""The command line: `lzq migrate|status|push|get|cancel|recur|superqueuer|worker|buffer|demo` (click)."""
+"""The command line: `lzq migrate|status|push|get|cancel|queue|recur|superqueuer|worker|buffer|demo`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 
 from lzq import log
 from lzq.config import DEFAULT_AMQP_URL, Settings
-from lzq.errors import LzqError
+from lzq.errors import InvalidArgument, LzqError
 
 
 def _common_options(fn: Callable) -> Callable:
@@ -200,6 +200,32 @@ def cancel(settings: Settings, job_id: int) -> None:
         cancelled = client.cancel(job_id)
     click.echo("cancelled" if cancelled else "not cancelled: already running or finished")
     sys.exit(0 if cancelled else 1)
+
+
+@cli.group()
+def queue() -> None:
+    """Queues: the order in which each dispatches its ready jobs."""
+
+
+@queue.command("mode")
+@click.argument("queue_name")
+@click.argument("mode", required=False, type=click.Choice(["fair", "priority", "fifo"]))
+@_common_options
+def queue_mode(settings: Settings, queue_name: str, mode: str | None) -> None:
+    """Show QUEUE_NAME's dispatch order, or set it to MODE.
+
+    fair (default): job types (or fairness keys) share the queue by nice weight, FIFO within one,
+    nothing starves. priority: strict nice order, a lower level can starve. fifo: ready order.
+    Setting a mode re-orders the jobs already waiting, keeping their relative order.
+    """
+    from lzq.client import Client
+
+    with Client(settings=settings) as client:
+        try:
+            in_force = client.queue_mode(queue_name, mode)
+        except InvalidArgument as exc:
+            raise click.BadParameter(str(exc), param_hint=exc.field) from None
+    click.echo(f"{queue_name}: {in_force}")
 
 
 @cli.group()

@@ -320,6 +320,17 @@ class Client:
         """Cancel a job that has not started: True if cancelled, False if running or finished."""
         return bool(self._fetch(conn, "SELECT lzq_cancel(%s)", (_job_id(job_id),))[0][0])
 
+    def queue_mode(self, queue_name: str, mode: str | None = None, *, conn: Any = None) -> str:
+        """Read, or set, how ``queue_name`` orders its ready jobs; returns the mode in force.
+
+        ``"fair"`` (the default): flows (fairness_key, priority) share the queue in proportion to
+        their nice weights, FIFO inside a flow, nothing starves. ``"priority"``: strict nice order,
+        then ready order -- a lower level runs only when no higher one is ready, so it can starve.
+        ``"fifo"``: ready order, nice ignored. A change re-orders the queue's ready jobs under the
+        new mode, keeping their relative order (one update per ready job).
+        """
+        return self._fetch(conn, "SELECT lzq_queue_mode(%s, %s)", (queue_name, mode))[0][0]
+
     # -- plumbing ----------------------------------------------------------------------------------
 
     def close(self) -> None:

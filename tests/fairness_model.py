@@ -31,7 +31,9 @@ Policies (each has ``ready(job)``, ``claim(n) -> [job]``, ``finished(job)``, ``l
 * :class:`TagPolicy` (B): each job is stamped when it becomes ready with
   ``tag = max(V, flow_last_tag) + cost`` (V = largest dispatched tag); claims take the smallest
   tags. Same order as C (a property test shows it), different cost in SQL: B writes the flow's
-  row at every push, C only when a flow turns active.
+  row at every push, C only when a flow turns active. lzq's SQL is B without that write: the
+  flow's last tag is read from its ready jobs (``_lzq_stamp_ready``), ties broken by job id
+  (``TagPolicy(tie_break="id")``; ``tests/sql/test_fair_dispatch.py`` replays traces against it).
 """
 
 from __future__ import annotations
@@ -138,8 +140,11 @@ class TagPolicy(FifoPolicy):
 
     name = "B tag@ready"
 
-    def __init__(self) -> None:
+    def __init__(self, tie_break: str = "act_seq") -> None:
+        """``tie_break``: after (tag, cost), the flow active longest (``"act_seq"``, as C) or the
+        job id (``"id"``: what lzq's SQL does, ``ORDER BY vtag, priority, id``)."""
         super().__init__()
+        self.tie_break = tie_break
         self.vclock = 0  # V: the largest tag dispatched
         self.last_tag: dict[FlowKey, int] = {}
         self.pending: Counter[FlowKey] = Counter()  # only to number activations like C
@@ -153,7 +158,8 @@ class TagPolicy(FifoPolicy):
         if not self.pending[job.flow]:
             self.act_seq[job.flow] = next(self._acts)
         self.pending[job.flow] += 1
-        heapq.heappush(self._heap, (tag, COST[job.nice], self.act_seq[job.flow], job))
+        tie = self.act_seq[job.flow] if self.tie_break == "act_seq" else job.id
+        heapq.heappush(self._heap, (tag, COST[job.nice], tie, job))
 
     def claim(self, n: int) -> list[Job]:
         taken = [heapq.heappop(self._heap) for _ in range(min(n, len(self._heap)))]

@@ -48,7 +48,8 @@ def _succeeded(dsn: str) -> int:
 
 
 def _run_through(daemons, client, dsn: str, outage, noticed: str, jobs: int = 150) -> None:
-    refs = client.push_many([("record", {"sleep_s": 0.05}, {"max_failures": 10}) for _ in range(jobs)])
+    # 150 jobs of 0.2 s on 8 slots last ~4 s: the outage (a second or two to begin) must land mid-run.
+    refs = client.push_many([("record", {"sleep_s": 0.2}, {"max_failures": 10}) for _ in range(jobs)])
     daemons.superqueuer()
     daemons.worker(4)
     daemons.worker(4)

@@ -106,7 +106,8 @@ def test_limits_of_different_keys_do_not_share_slots(conn):
 
 def test_a_full_limit_gives_its_credit_to_the_next_jobs_and_jobs_without_limits_run_alongside(conn):
     heartbeat(conn, "w1", slots=3)
-    limited = [limited_job(conn, limit("K", 2), "limited", priority=-1) for _ in range(3)]
+    # Nice -5 costs a third of nice 0: all three limited jobs come before the first free one.
+    limited = [limited_job(conn, limit("K", 2), "limited", priority=-5) for _ in range(3)]
     free = [push(conn, "free") for _ in range(2)]
     assert claimed(conn, margin_per_worker=0) == [limited[0], limited[1], free[0]]
     assert parked_on(conn, limited[2]) == ("waiting", "K")

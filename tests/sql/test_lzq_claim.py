@@ -1,4 +1,4 @@
-"""lzq_claim: ready -> dispatched, only into free slots of live workers, in priority then id order."""
+"""lzq_claim: ready -> dispatched, only into free slots of live workers, in dispatch (vtag) order."""
 
 from __future__ import annotations
 

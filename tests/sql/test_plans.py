@@ -7,6 +7,8 @@ finish cost O(table), which is how queue tables fall over at scale.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -87,4 +89,27 @@ def test_claim_start_finish_use_indexes_only(seeded):
 def test_push_promote_sweep_cancel_use_indexes_only(seeded, sql):
     _, plans = _plans(seeded, sql)
     assert plans, "auto_explain reported nothing"
+    _no_seq_scan_of_jobs(plans)
+
+
+def test_claim_reads_its_batch_and_a_push_one_flow_tail_whatever_the_backlog(seeded):
+    """The fair order costs O(batch) per claim and O(log n) per push: the claim walks the dispatch
+    index only as far as the batch it takes; a push reads its flow's last tag with one descent."""
+    seeded.execute(f"""
+        INSERT INTO lzq_jobs (job_name, fairness_key, queue_name, priority, status)
+        SELECT 'tenant', 't' || (g % 1000), 'default', g % 3, 'ready' FROM generate_series(1, {BACKLOG}) AS g;
+        ANALYZE lzq_jobs;""")
+    seeded.execute("LOAD 'auto_explain'")
+    seeded.execute("SET auto_explain.log_analyze = on")
+    claimed, plans = _plans(seeded, "SELECT * FROM lzq_claim(500)")
+    assert len(claimed) == 17
+    pick = next(p for p in plans if "lzq_jobs_dispatch_idx" in p)
+    rows_read = [
+        int(r) for r in re.findall(r"Index Scan using lzq_jobs_dispatch_idx .*?rows=\d+.*?rows=(\d+)", pick)
+    ]
+    assert rows_read and max(rows_read) <= 17, pick
+
+    _, plans = _plans(seeded, "SELECT lzq_push('tenant', '{}', '{\"fairness_key\": \"t7\"}')")
+    tail = next(p for p in plans if "lzq_jobs_flow_tail_idx" in p)
+    assert re.search(r"Index Only Scan Backward using lzq_jobs_flow_tail_idx .*actual .*rows=1 ", tail), tail
     _no_seq_scan_of_jobs(plans)
