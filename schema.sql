@@ -236,3 +236,42 @@ CREATE INDEX IF NOT EXISTS lzq_jobs_limit_queue_idx
     ON lzq_jobs (waiting_on_limit, vtag, priority, id) WHERE status = 'waiting' AND waiting_on_limit IS NOT NULL;
 -- Jobs already ready when this section is first applied go first, in their old order.
 UPDATE lzq_jobs SET vtag = 0 WHERE status = 'ready' AND vtag IS NULL;
+
+-- 2026-11-28: pruning and autovacuum. Finished jobs are deleted once they are older than the
+-- retention (LZQ_RETENTION, default 1 day; the superqueuer calls lzq_prune every minute, or run
+-- `lzq prune`), so lzq_jobs holds the work in flight plus one retention of history.
+-- lzq_prune walks this index oldest first. It holds final jobs only: a job enters it once, with
+-- its final update (which changes status, an indexed column, so it was never a HOT update anyway),
+-- and pushes and claims never read it.
+CREATE INDEX IF NOT EXISTS lzq_jobs_finished_idx
+    ON lzq_jobs (finished_at) WHERE status IN ('succeeded', 'failed', 'cancelled');
+-- Buffer records age out with the same retention: the buffer's idempotency window.
+CREATE INDEX IF NOT EXISTS lzq_buffered_inserted_at_idx ON lzq_buffered (inserted_at);
+
+-- lzq_jobs churns like a queue: each job is inserted, updated three or more times (ready,
+-- dispatched, running, final) and deleted a retention later, so it makes dead rows at several
+-- times its insert rate while it holds many finished ones. PostgreSQL's defaults vacuum a table
+-- once 20% of it is dead (and analyze after 10% changed): with a day of history that is hours of
+-- dead entries piling up in the small partial indexes the claim and promote walk (the slowdown
+-- que, River and PgQueuer users reported). Queue tables are tuned per table instead; PgQueuer and
+-- pgmq vacuum at 1% with a fillfactor of 70.
+--   autovacuum_vacuum_scale_factor 0.01: vacuum after ~1% of the table (+50 rows) is dead.
+--   autovacuum_vacuum_insert_scale_factor 0.05: a push_many burst of scheduled jobs, not updated
+--     for a while, gets its visibility map and freezing done early (PostgreSQL 13+).
+--   autovacuum_analyze_scale_factor 0.02: the status mix swings fast (a backlog appears in
+--     seconds); keep the planner's statistics close behind.
+--   fillfactor 80: leave a fifth of each page free when rows are inserted, so the next versions
+--     of a job (its status updates, mostly non-HOT because status is in every partial index's
+--     predicate) land on the same page and on-access pruning can reclaim the old ones there,
+--     instead of extending the table. Not 70: the same free space is carried by every finished
+--     row for the whole retention.
+-- Only lzq_jobs: the other tables are small (workers, slots, definitions) or insert-and-delete
+-- only (lzq_buffered, whose deletes come in batches the defaults handle). Changing these takes a
+-- SHARE UPDATE EXCLUSIVE lock, which reads and writes do not wait for; a new fillfactor applies to
+-- pages written from now on.
+ALTER TABLE lzq_jobs SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.02,
+    fillfactor = 80
+);

@@ -28,19 +28,25 @@ BEGIN
        AND NEW.vtag IS NOT NULL AND NEW.queue_name = OLD.queue_name THEN
         RETURN NEW;
     END IF;
-    SELECT q.mode, q.vclock INTO v_mode, v_vclock FROM lzq_queues AS q WHERE q.queue_name = NEW.queue_name;
+    -- One query for the queue's row and, in fair mode, the flow's tail (each SPI call costs).
+    SELECT q.mode, q.vclock,
+           CASE WHEN q.mode IS NULL OR q.mode = 'fair' THEN
+               (SELECT j.vtag
+                  FROM lzq_jobs AS j
+                 WHERE j.status = 'ready' AND j.queue_name = NEW.queue_name
+                   AND j.fairness_key = NEW.fairness_key AND j.priority = NEW.priority
+                 ORDER BY j.vtag DESC
+                 LIMIT 1)
+           END
+      INTO v_mode, v_vclock, v_tail
+      FROM (VALUES (NEW.queue_name)) AS n(queue_name)
+      LEFT JOIN lzq_queues AS q ON q.queue_name = n.queue_name;
     IF v_mode = 'fifo' THEN
         NEW.vtag := nextval('lzq_ready_seq');
     ELSIF v_mode = 'priority' THEN
         -- Nice level in the top bits (0..40 fits 6 bits above 2^56), ready order below.
         NEW.vtag := ((NEW.priority + 20)::bigint << 56) + nextval('lzq_ready_seq');
     ELSE
-        SELECT j.vtag INTO v_tail
-          FROM lzq_jobs AS j
-         WHERE j.status = 'ready' AND j.queue_name = NEW.queue_name
-           AND j.fairness_key = NEW.fairness_key AND j.priority = NEW.priority
-         ORDER BY j.vtag DESC
-         LIMIT 1;
         NEW.vtag := greatest(coalesce(v_vclock, 0), v_tail) + _lzq_cost(NEW.priority);
     END IF;
     RETURN NEW;

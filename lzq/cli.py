@@ -1,4 +1,4 @@
-"""The command line: `lzq migrate|status|push|get|cancel|queue|recur|superqueuer|worker|buffer|demo`."""
+"""The command line: `lzq migrate|status|push|get|cancel|prune|queue|recur|superqueuer|worker|buffer|demo`."""
 
 from __future__ import annotations
 
@@ -200,6 +200,41 @@ def cancel(settings: Settings, job_id: int) -> None:
         cancelled = client.cancel(job_id)
     click.echo("cancelled" if cancelled else "not cancelled: already running or finished")
     sys.exit(0 if cancelled else 1)
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    metavar="INTERVAL",
+    help="A PostgreSQL interval ('7 days', '12 hours', '0': all). Default: LZQ_RETENTION, else 1 day.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Most rows deleted per transaction.",
+)
+@_common_options
+def prune(settings: Settings, older_than: str | None, batch: int) -> None:
+    """Delete finished jobs (succeeded, failed, cancelled) older than INTERVAL, oldest first.
+
+    Also deletes buffer records (via="buffer" pushes) written in before then. Jobs that are not
+    finished stay, and so do the latest run of each recurring job and runs whose slot is ahead.
+    Deletes in batches, each its own transaction, until none is left; prints how many rows went.
+    Superqueuers prune the same way, a batch a minute, with LZQ_RETENTION unless it is 0, off or never.
+    """
+    from lzq import db, maintenance
+
+    older_than = older_than or settings.retention_interval
+    if older_than is None:
+        raise click.UsageError(f"LZQ_RETENTION={settings.retention!r} keeps jobs: give --older-than")
+    with db.connect(settings.dsn, application_name="lzq-prune") as conn:
+        try:
+            deleted = maintenance.prune_all(conn, older_than, batch)
+        except InvalidArgument as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    click.echo(f"pruned {deleted} rows (finished jobs and buffer records) older than {older_than}")
 
 
 @cli.group()

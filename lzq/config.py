@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: LZQ_RETENTION values that switch automatic pruning off (compared lower-cased).
+RETENTION_OFF = frozenset({"", "0", "off", "never", "none"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Settings:
     buffer_linger_s: float = 0.005
     #: Chaos testing only: "name:probability,..." (see lzq/failpoints.py). Empty in production.
     failpoints: str = ""
+    #: Finished jobs (and buffer records) older than this PostgreSQL interval are deleted by the
+    #: superqueuers (``lzq_prune``); "0", "off" or "never" keeps them. A day, as River keeps
+    #: completed jobs: a failure stays readable for a day, dependents pushed within the day find
+    #: their parents, and the table holds one day of history, not all of it.
+    retention: str = "1 day"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -56,6 +63,12 @@ class Settings:
                 values[field.name] = _convert(field.name, raw, type(field.default))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def retention_interval(self) -> str | None:
+        """``retention`` as an interval for ``lzq_prune``, or None when automatic pruning is off."""
+        value = self.retention.strip()
+        return None if value.lower() in RETENTION_OFF else value
 
 
 def _convert(name: str, raw: str, kind: type) -> Any:

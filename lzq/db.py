@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import select
+import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +22,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolTimeout,
 )
 
-NOTIFY_CHANNEL = "lzq"
+#: A value PostgreSQL cannot read as its type (SQLSTATE class 22: an unparsable interval, an overflow).
+#: 22023, lzq's own bad-input error, is raised as InvalidArgument by the functions below instead.
+DATA_ERRORS: tuple[type[BaseException], ...] = (psycopg.DataError,)
 
+NOTIFY_CHANNEL = "lzq"
 
 
 def json(value: Any) -> Jsonb:
@@ -35,15 +40,33 @@ def connect(dsn: str, *, autocommit: bool = True, application_name: str = "lzq")
 
 
 def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psycopg_pool.ConnectionPool:
-    """An autocommit pool that checks connections on checkout, so a restarted server is survived."""
+    """An autocommit pool that checks connections idle for a second or more on checkout, so a
+    restarted server is survived."""
     return psycopg_pool.ConnectionPool(
         dsn,
         min_size=1,
         max_size=max_size,
         kwargs={"autocommit": True, "application_name": application_name},
-        check=psycopg_pool.ConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_mark_returned,
         open=True,
     )
+
+
+# A connection used less than this long ago is not checked again: the check is a round trip (a
+# third of a push's time), and a connection that just worked is almost surely alive. One that
+# waited longer (where a server restart or a dropped link shows up) is.
+_CHECK_IDLE_AFTER_S = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+
+
+def _mark_returned(conn: psycopg.Connection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection) -> None:
+    if time.monotonic() - _returned_at.get(conn, float("-inf")) >= _CHECK_IDLE_AFTER_S:
+        psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from lzq import amqp, db, failpoints, log, recurrence
+from lzq import amqp, db, failpoints, log, maintenance, recurrence
 from lzq.backoff import Backoff
 from lzq.config import Settings
 from lzq.errors import InvalidArgument, UnknownHandler
@@ -28,9 +28,11 @@ class Superqueuer:
     One pass (``run_once``): sweep and top up cron fire times (every ``sweep_interval_s``, one
     superqueuer at a time), promote due scheduled jobs, evaluate due readiness checks (user code
     from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish each
-    ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused. ``run`` repeats passes
-    while there is work and sleeps on LISTEN otherwise, with a polling backstop. Any number may run
-    at once: claims are fenced by SKIP LOCKED and an advisory lock per worker group.
+    ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused; then, every minute
+    (``maintenance.Pruner``), delete a small batch of finished jobs older than ``LZQ_RETENTION``.
+    ``run`` repeats passes while there is work and sleeps on LISTEN otherwise, with a polling
+    backstop. Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per
+    worker group, and one superqueuer prunes at a time.
     """
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
@@ -47,8 +49,11 @@ class Superqueuer:
         )
         self._next_sweep = 0.0
         self._next_due_in_s: float | None = None
-        self._idle = False
+        self._idle = False  # our lzq_superqueuers.idle, as last written
+        self._backlog = False  # the last pass filled a claim batch
+        self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
         self._reported_crons: set[tuple[int, str]] = set()
+        self._pruner = maintenance.Pruner(settings.retention_interval, self.log)
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -72,14 +77,25 @@ class Superqueuer:
         return 0
 
     def _step(self) -> None:
-        """A pass; if it found nothing to do, say we are idle, look once more, then sleep.
+        """A pass; then, unless it filled a whole claim batch, sleep on LISTEN.
 
-        The second look closes a race: a push that committed just before the idle flag was visible
-        did not NOTIFY. After it, every push and finish NOTIFYs until the next pass clears the flag.
+        The idle flag (``lzq_superqueuer_idle``) makes pushes and finishes NOTIFY. It stays set
+        across short passes: a finish that wakes us is answered by one pass (claim its
+        replacement), not three. A pass that fills a batch means a backlog: the next pass clears
+        the flag, so pushes stop paying for NOTIFY while we are busy anyway. Setting it again takes
+        a second look, which closes the race: a push that committed while it was clear did not
+        NOTIFY.
         """
-        if self.run_once(idle=False if self._idle else None):
+        idle: bool | None = None
+        if self._idle and self._backlog:
+            idle = False
+        elif self._idle and time.monotonic() - self._idle_written_at > self.settings.worker_dead_after_s / 3:
+            idle = True  # the flag doubles as our heartbeat: the sweep forgets a superqueuer without one
+        found = self.run_once(idle=idle)
+        self._backlog = found >= self.settings.claim_batch
+        if self._backlog:
             return
-        if self.run_once(idle=True):
+        if not self._idle and self.run_once(idle=True):
             return
         timeout = min(self.settings.poll_interval_s, max(0.0, self._next_sweep - time.monotonic()))
         if self._next_due_in_s is not None:
@@ -97,6 +113,7 @@ class Superqueuer:
         if idle is not None:
             statements.append(("SELECT lzq_superqueuer_idle(%s, %s)", (self.superqueuer_id, idle)))
             self._idle = idle
+            self._idle_written_at = time.monotonic()
         sweeping = time.monotonic() >= self._next_sweep
         if sweeping:
             statements.append(("SELECT * FROM lzq_recur_cron_due(%s)", (recurrence.CRON_REFILL_BELOW,)))
@@ -127,7 +144,11 @@ class Superqueuer:
         if promoted_count:
             self.log.debug("jobs_promoted", count=promoted_count)
         published = self._publish(claimed) if claimed else 0
-        return published + (self._evaluate_checks(checks_due) if checks_due else 0)
+        moved = self._evaluate_checks(checks_due) if checks_due else 0
+        # After publishing, in its own short transaction: a batch of deletes never delays a
+        # dispatch, and pruning is no work that should keep the loop from sleeping.
+        self._pruner.run_once(self._conn)
+        return published + moved
 
     def _extend_cron_times(self, due: list[tuple]) -> None:
         """Precompute more fire times for cron recurrences running short (croniter, in their zone);

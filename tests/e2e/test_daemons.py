@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -206,3 +207,23 @@ def test_daemons_wait_out_unreachable_services(daemons, broken):
     for proc in procs:
         code, took_s = daemons.terminate(proc)
         assert code == 0 and took_s < 10
+
+
+def test_a_superqueuer_idle_longer_than_the_dead_after_window_is_still_woken_at_once(
+    daemons, client, runs_table
+):
+    """Its idle flag doubles as its heartbeat: a superqueuer asleep on LISTEN for longer than
+    worker_dead_after_s keeps its row, so a push still NOTIFYs it (the poll here is 60 s)."""
+    daemons.settings = dataclasses.replace(
+        daemons.settings, worker_dead_after_s=3, sweep_interval_s=0.5, poll_interval_s=60
+    )
+    daemons.superqueuer()
+    daemons.worker(2)
+    first = client.push("record")
+    wait_until(lambda: client.get(first).status == "succeeded", 10, message="a first job")
+    time.sleep(5)  # well past worker_dead_after_s with nothing to do
+    assert runs_table.execute("SELECT idle FROM lzq_superqueuers").fetchall() == [(True,)]
+    job = client.push("record")
+    wait_until(
+        lambda: client.get(job).status == "succeeded", 5, message="the job pushed after the quiet spell"
+    )

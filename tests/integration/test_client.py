@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -539,3 +540,17 @@ def test_module_level_get_and_cancel_raise_job_not_found() -> None:
         lzq.get(424242)
     with pytest.raises(JobNotFound):
         lzq.cancel(424242)
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced_without_an_error(client, dsn):
+    """The pool checks a connection that sat idle for a second or more before handing it out
+    (connections used just before are trusted: the check would cost a round trip per push)."""
+    client.push("before")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert killed >= 1
+    time.sleep(1.1)
+    assert client.get(client.push("after")).status == "ready"

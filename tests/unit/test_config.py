@@ -92,3 +92,13 @@ def test_settings_are_frozen() -> None:
 def test_every_field_has_a_default_so_env_alone_can_configure_lzq() -> None:
     for field in dataclasses.fields(Settings):
         assert field.default is not dataclasses.MISSING, field.name
+
+
+def test_retention_defaults_to_a_day_and_reads_lzq_retention() -> None:
+    assert Settings().retention_interval == "1 day"
+    assert Settings.from_env({"LZQ_RETENTION": " 7 days "}).retention_interval == "7 days"
+
+
+@pytest.mark.parametrize("raw", ["0", "off", "OFF", "never", "none", " Never "])
+def test_retention_off_values_switch_automatic_pruning_off(raw: str) -> None:
+    assert Settings.from_env({"LZQ_RETENTION": raw}).retention_interval is None

@@ -1,0 +1,99 @@
+"""Maintenance: delete finished jobs older than the retention (lzq_prune), a small batch at a time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lzq import db
+from lzq.errors import ConfigurationError, InvalidArgument
+
+#: How often a superqueuer prunes while the previous batch left nothing behind.
+PRUNE_INTERVAL_S = 60.0
+#: Rows per superqueuer batch: about 25 ms of deleting (1,000 jobs with dependency rows, PostgreSQL
+#: 15 on the development machine), short enough to slip in between two claim passes.
+PRUNE_BATCH = 1000
+#: A full batch means more is due: the next comes this soon, so one superqueuer deletes up to
+#: PRUNE_BATCH / PRUNE_BACKLOG_INTERVAL_S rows a second, above the rate it can dispatch jobs at.
+PRUNE_BACKLOG_INTERVAL_S = 0.5
+#: `lzq prune`: rows per transaction (lzq_prune's own default).
+CLI_BATCH = 10_000
+
+#: The superqueuer's call: NULL at once while another pruner holds lzq_prune's advisory lock, instead
+#: of waiting in the claim loop; lzq_prune then takes the same lock again, which a session holding it
+#: already gets at once. The key is the one in functions/lzq_prune.sql.
+PRUNE_UNLESS_BUSY = """SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended('lzq_prune', 0))
+                                    THEN lzq_prune(%s::interval, %s) END"""
+
+
+class Pruner:
+    """Deletes finished jobs older than ``retention`` for a superqueuer, one batch per ``run_once``.
+
+    The superqueuer calls ``run_once`` on every pass; it does something every ``interval_s``, or
+    every ``backlog_interval_s`` while batches come back full, so a backlog (pruning switched on
+    for an old table) drains in small transactions between claims instead of one long one. Among
+    several superqueuers, whoever gets lzq_prune's advisory lock prunes and the others skip.
+    ``retention`` None (LZQ_RETENTION=off) makes it do nothing.
+    """
+
+    def __init__(
+        self,
+        retention: str | None,
+        log: Any,
+        *,
+        batch: int = PRUNE_BATCH,
+        interval_s: float = PRUNE_INTERVAL_S,
+        backlog_interval_s: float = PRUNE_BACKLOG_INTERVAL_S,
+    ) -> None:
+        self.retention = retention
+        self.batch = batch
+        self.interval_s = interval_s
+        self.backlog_interval_s = backlog_interval_s
+        self.log = log
+        self._next_at = 0.0  # monotonic; the first pass prunes at once
+
+    def run_once(self, conn: Any) -> int:
+        """Prune one batch if it is time; returns the rows deleted (0 if not due, off or busy).
+
+        Logs ``jobs_pruned`` (``count``, ``older_than``) when it deleted something. Raises
+        ConfigurationError if PostgreSQL cannot use the retention as an interval (or it is negative).
+        """
+        if self.retention is None or time.monotonic() < self._next_at:
+            return 0
+        try:
+            [(deleted,)] = db.fetch(conn, PRUNE_UNLESS_BUSY, (self.retention, self.batch))
+        except (InvalidArgument, *db.DATA_ERRORS) as exc:
+            raise ConfigurationError(
+                f"LZQ_RETENTION={self.retention!r} is not a usable PostgreSQL interval: {_first_line(exc)}"
+            ) from None
+        full = deleted is not None and deleted >= self.batch
+        self._next_at = time.monotonic() + (self.backlog_interval_s if full else self.interval_s)
+        if deleted:
+            self.log.info("jobs_pruned", count=deleted, older_than=self.retention)
+        return deleted or 0
+
+
+def prune_all(conn: Any, older_than: str, batch: int = CLI_BATCH) -> int:
+    """Call lzq_prune until a batch comes back short, each batch its own transaction (``conn`` is
+    autocommit); returns the rows deleted in all (jobs and buffer records).
+
+    Raises InvalidArgument naming ``older_than`` for an interval PostgreSQL cannot read, or a
+    negative one.
+    """
+    total = 0
+    while True:
+        try:
+            [(deleted,)] = db.fetch(conn, "SELECT lzq_prune(%s::interval, %s)", (older_than, batch))
+        except db.DATA_ERRORS as exc:
+            raise InvalidArgument(
+                "older_than",
+                f"older_than: cannot read {older_than!r} as a PostgreSQL interval ({_first_line(exc)})",
+            ) from None
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's message without its CONTEXT lines."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
