@@ -18,7 +18,13 @@
 CREATE OR REPLACE FUNCTION lzq_claim(max_jobs integer, lease_s integer DEFAULT 60,
                                      margin_per_worker integer DEFAULT 1, dead_after_s integer DEFAULT 30)
 RETURNS TABLE (id bigint, dispatch_token uuid, queue_name text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Plain index scans only: they mark index entries of dead row versions as dead as they pass
+-- (every job leaves two in the in-flight index), so later claims skip them. Bitmap scans never
+-- do, and between vacuums (or where autovacuum is off) the in-flight count then grew with every
+-- job dispatched: 1.4 -> 4.3 ms per claim over a minute at 230 jobs/s, against a steady 1.2-1.5.
+SET enable_bitmapscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     c_max_rounds constant integer := 8;
