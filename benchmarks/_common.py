@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -37,6 +38,7 @@ PG_SETTINGS = (
     "shared_buffers",
     "wal_level",
     "max_connections",
+    "autovacuum",
 )
 
 
@@ -46,6 +48,14 @@ PG_SETTINGS = (
 def median(values: Sequence[float]) -> float:
     """The median (noisy shared machines make means misleading)."""
     return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile (``fraction`` 0.9 → p90) of ``values``; nan if empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))]
 
 
 def fmt_rate(value: float) -> str:
@@ -138,12 +148,12 @@ class ScratchDatabase:
             return {name: (calls, total, own) for name, calls, total, own in rows}
 
 
-def server_settings(dsn: str) -> dict[str, str]:
-    """The PostgreSQL settings that matter for these numbers, as the server reports them."""
+def server_settings(dsn: str, names: Iterable[str] = PG_SETTINGS) -> dict[str, str]:
+    """The PostgreSQL settings that matter for these numbers (``names``), as the server reports them."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         return {
             name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
-            for name in PG_SETTINGS
+            for name in names
         }
 
 

@@ -15,7 +15,7 @@
 -- lookup (row-level BEFORE trigger), so push_many spaces a batch correctly. Concurrent transactions
 -- making jobs of one flow ready at the same moment may stamp equal tags (no lock is taken: a push
 -- never waits for another push); those jobs then run in id order, a bounded, transient unfairness.
--- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_tail_idx (one descent).
+-- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_last_idx (one descent).
 CREATE OR REPLACE FUNCTION _lzq_stamp_ready()
 RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -13,10 +13,24 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("script", ["benchmarks.throughput", "benchmarks.limits"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "benchmarks.throughput",
+        "benchmarks.limits",
+        "benchmarks.latency",
+        # Fair mode only: the FIFO comparison doubles the time and proves nothing more about the script.
+        "benchmarks.fairness --modes fair",
+    ],
+)
 def test_benchmark_smoke_run_passes(script):
+    module, *options = script.split()
     result = subprocess.run(
-        [sys.executable, "-m", script, "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", module, "--smoke", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "!!!" not in result.stdout

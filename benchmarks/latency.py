@@ -1,0 +1,376 @@
+"""Latency: push→start and push→done percentiles at fixed push rates, through real daemons.
+
+    python benchmarks/latency.py                        # 50, 200, 500 jobs/s, 10 s each, 3 runs (~3 min)
+    python benchmarks/latency.py --smoke                # a few seconds: proves it still works
+    python benchmarks/latency.py --rates 100,1000 --duration-s 20 --runs 5
+
+Per run and rate: a fresh scratch database and RabbitMQ prefix, 1 superqueuer and ``--workers``
+workers × ``--concurrency`` slots (``--app benchmarks.peers.lzq_peer``: the no-op handler plus the
+peers' recorder), then one producer thread pushes no-op jobs with single ``Client.push`` calls (one
+commit each) on an open-loop schedule (push i is due at t0 + i/rate, whatever earlier pushes took, so
+a slow push does not hide the delay it causes: no coordinated omission). The first ``--warmup-s``
+are not measured. Rates take turns within each run; the table shows the medians of the runs.
+
+Three latencies per job, each timed on one clock:
+
+- push→start, handler clock: ``time.time()`` just before the push call (carried in the params as
+  ``t``) to ``time.time()`` when the handler starts, exactly as ``peers.py`` times every system
+  (same host, so the same clock in every process);
+- push→start, database clock: ``created_at`` to ``started_at``. Both are ``now()``, the start of
+  their transaction: the push's statement (before its commit) and the worker's start-fence batch
+  (before its commit and before the handler is handed the job). So it leaves out the start fence's
+  own commit and reply, which the handler clock includes;
+- push→done, database clock: ``created_at`` to ``finished_at`` (``now()`` of the ``lzq_finish``
+  batch that records the outcome, just before its commit).
+
+Also per rate: how many pushes began more than 1 ms after their scheduled time (the producer fell
+behind; they are pushed at once, back to back, to catch up) and the worst lag. Every measured job
+must have succeeded on its first attempt and every daemon must stop cleanly (exit 0), else exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pika.exceptions
+import psycopg
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (  # noqa: E402
+    Daemons,
+    ScratchDatabase,
+    delete_amqp_queues,
+    median,
+    new_amqp_prefix,
+    print_environment,
+    say,
+)
+from benchmarks.peers._base import DIR_ENV, FLUSH_S, Workers, percentile  # noqa: E402
+from lzq.client import Client  # noqa: E402
+
+#: The daemons' handlers: lzq_peer's ``noop`` records its start like every system in peers.py.
+APP = "benchmarks.peers.lzq_peer"
+POLL_S = 0.05
+#: A server restarted under us (shared machine): the rate is measured again, at most ATTEMPTS times.
+OUTAGES = (psycopg.OperationalError, pika.exceptions.AMQPError)
+ATTEMPTS = 2
+RETRY_S = 10.0
+#: A push that begins later than this after its scheduled time counts as behind schedule.
+LATE_S = 0.001
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0))
+#: (key, label): the three latencies of every measured job.
+MEASURES = (
+    ("start_handler", "push->start (handler clock)"),
+    ("start_db", "push->start (db created_at->started_at)"),
+    ("done_db", "push->done (db created_at->finished_at)"),
+)
+
+
+class BenchmarkFailed(Exception):
+    """A run produced wrong results (not just slow ones)."""
+
+
+@dataclasses.dataclass
+class RateResult:
+    rate: float
+    jobs: int
+    #: measure key -> {"p50": ms, ...}
+    stats: dict[str, dict[str, float]]
+    behind: int
+    max_lag_ms: float
+    achieved_per_s: float
+    loadavg: float
+
+
+def stats_ms(seconds: list[float]) -> dict[str, float]:
+    return {name: percentile(seconds, pct) * 1000 for name, pct in PERCENTILES}
+
+
+def push_on_schedule(
+    client: Client, rate: float, warmup: int, count: int
+) -> tuple[int, int, list[float], float]:
+    """Push ``warmup + count`` jobs, job i due at t0 + i/rate; the last ``count`` carry ``t``.
+
+    Returns (first measured id, last measured id, lag in seconds of each measured push behind its
+    scheduled time, achieved rate of the measured pushes).
+    """
+    period = 1.0 / rate
+    lags: list[float] = []
+    first_id = last_id = 0
+    t0 = time.perf_counter() + 0.01
+    measured_t0 = t0 + warmup * period
+    for i in range(warmup + count):
+        due = t0 + i * period
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        if i < warmup:
+            client.push("noop", {"n": i})
+            continue
+        lags.append(time.perf_counter() - due)
+        job = client.push("noop", {"n": i, "t": time.time()})
+        if i == warmup:
+            first_id = job.id
+        last_id = job.id
+    achieved = count / max(time.perf_counter() - measured_t0, 1e-9)
+    return first_id, last_id, lags, achieved
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], bool],
+    daemons: Daemons,
+    stall_s: float,
+    progress: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``ready()`` until true; fail if a daemon exits or ``progress()`` stops moving for stall_s."""
+    last, last_change = None, time.monotonic()
+    while not ready():
+        now = time.monotonic()
+        current = progress() if progress else None
+        if current != last:
+            last, last_change = current, now
+        dead = daemons.dead()
+        if dead or now - last_change > stall_s:
+            why = f"daemons exited: {dead}" if dead else f"no progress for {stall_s:.0f} s"
+            say(f"!!! {what}: {why}")
+            for name in daemons.pids():
+                say(f"--- {name} log (last lines):\n{daemons.log_tail(name)}")
+            raise BenchmarkFailed(f"{what} did not finish (logs in {daemons.log_dir})")
+        time.sleep(POLL_S)
+
+
+def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResult:
+    """One rate on a fresh database and RabbitMQ prefix, with fresh daemons."""
+    warmup, count = round(rate * args.warmup_s), max(1, round(rate * args.duration_s))
+    prefix = new_amqp_prefix()
+    settings = {} if args.prefetch_margin is None else {"prefetch_margin": args.prefetch_margin}
+    try:
+        with (
+            ScratchDatabase(args.dsn) as scratch,
+            scratch.connect() as conn,
+            Workers() as recorder,  # only its report directory: the daemons are ours
+            Daemons(scratch.dsn, prefix, app=APP, settings=settings) as daemons,
+            Client(dsn=scratch.dsn) as client,
+        ):
+            daemons.env[DIR_ENV] = str(recorder.dir)
+            daemons.start_superqueuer()
+            for _ in range(args.workers):
+                daemons.start_worker(args.concurrency)
+
+            def scalar(sql: str, *params: object) -> int:
+                return conn.execute(sql, params).fetchone()[0]
+
+            # Ready: every worker registered and one job went all the way through.
+            primer = client.push("noop", {})
+            wait_until(
+                "start-up",
+                lambda: (
+                    scalar("SELECT count(*) FROM lzq_workers") >= args.workers
+                    and scalar(
+                        "SELECT count(*) FROM lzq_jobs WHERE id = %s AND status = 'succeeded'", primer.id
+                    )
+                ),
+                daemons,
+                args.stall_s,
+            )
+            first_id, last_id, lags, achieved = push_on_schedule(client, rate, warmup, count)
+
+            def handler_latencies() -> list[float]:
+                return [x for report in recorder.reports() for x in report["latencies"]]
+
+            def done() -> int:
+                return scalar(
+                    "SELECT count(*) FROM lzq_jobs WHERE id BETWEEN %s AND %s AND status = 'succeeded'",
+                    first_id,
+                    last_id,
+                )
+
+            wait_until(
+                f"{rate:g}/s",
+                lambda: done() >= count and len(handler_latencies()) >= count,
+                daemons,
+                args.stall_s,
+                progress=lambda: (done(), len(handler_latencies())),
+            )
+            time.sleep(FLUSH_S * 3)  # the recorders' last flush
+            handler = handler_latencies()
+            rows = conn.execute(
+                """SELECT status, attempts, extract(epoch FROM started_at - created_at)::float8,
+                          extract(epoch FROM finished_at - created_at)::float8
+                     FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
+                (first_id, last_id),
+            ).fetchall()
+            loadavg = os.getloadavg()[0]
+            codes = daemons.stop()
+    finally:
+        delete_amqp_queues(prefix)
+    bad = [(status, attempts) for status, attempts, _, _ in rows if (status, attempts) != ("succeeded", 1)]
+    if len(rows) != count or bad or len(handler) != count:
+        say(
+            f"!!! CORRECTNESS: expected {count} jobs succeeded once and {count} handler starts, got "
+            f"{len(rows)} jobs ({len(bad)} not succeeded once, e.g. {bad[:3]}) and {len(handler)} starts"
+        )
+        raise BenchmarkFailed("not every measured job succeeded exactly once")
+    bad_exits = {name: code for name, code in codes.items() if code != 0}
+    if bad_exits:
+        raise BenchmarkFailed(f"daemons did not stop cleanly: {bad_exits}")
+    late = [lag for lag in lags if lag > LATE_S]
+    result = RateResult(
+        rate=rate,
+        jobs=count,
+        stats={
+            "start_handler": stats_ms(handler),
+            "start_db": stats_ms([row[2] for row in rows]),
+            "done_db": stats_ms([row[3] for row in rows]),
+        },
+        behind=len(late),
+        max_lag_ms=max(lags) * 1000,
+        achieved_per_s=achieved,
+        loadavg=loadavg,
+    )
+    s = result.stats
+    say(
+        f"  run {index} {rate:g}/s: {count} jobs ({achieved:.1f}/s achieved, {len(late)} behind schedule, "
+        f"worst {result.max_lag_ms:.1f} ms late); push->start p50/p99/max "
+        f"{fmt3(s['start_handler'])} ms (handler), {fmt3(s['start_db'])} ms (db); "
+        f"push->done {fmt3(s['done_db'])} ms (db); load {loadavg:.2f}"
+    )
+    return result
+
+
+def measure_with_retry(args: argparse.Namespace, rate: float, index: int) -> RateResult:
+    """``measure_rate``, tried again on a fresh database when a server went away meanwhile (a shared
+    server may be restarted under us); wrong results are never retried."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return measure_rate(args, rate, index)
+        except OUTAGES as exc:
+            if attempt == ATTEMPTS:
+                raise BenchmarkFailed(f"{rate:g}/s: {type(exc).__name__}: {exc}") from exc
+            why = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            say(f"  run {index} {rate:g}/s: {why}; measuring again in {RETRY_S:g} s")
+            time.sleep(RETRY_S)
+    raise AssertionError("unreachable")
+
+
+def fmt3(stats: dict[str, float]) -> str:
+    return "/".join(f"{stats[k]:.1f}" for k in ("p50", "p99", "max"))
+
+
+def print_table(rates: list[float], results: dict[float, list[RateResult]]) -> None:
+    headers = [
+        "rate",
+        "measure",
+        *(name + " ms" for name, _ in PERCENTILES),
+        "pushes late (median), achieved rate",
+    ]
+    rows = []
+    for rate in rates:
+        runs = results[rate]
+        for key, label in MEASURES:
+            row = [f"{rate:g}/s" if key == MEASURES[0][0] else "", label]
+            row += [f"{median([r.stats[key][name] for r in runs]):.1f}" for name, _ in PERCENTILES]
+            if key == MEASURES[0][0]:
+                row.append(
+                    f"{median([r.behind for r in runs]):g} of {runs[0].jobs} "
+                    f"(worst {max(r.max_lag_ms for r in runs):.0f} ms), "
+                    f"{median([r.achieved_per_s for r in runs]):.0f}/s"
+                )
+            else:
+                row.append("")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    say("")
+    say("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    say(
+        f"medians of {len(results[rates[0]])} run(s) (max: of each run's maximum); late: pushes begun over "
+        f"{LATE_S * 1000:g} ms after their scheduled time (worst lag of all runs); achieved: pushes/s"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="50,200,500", help="push rates in jobs/s (default 50,200,500)")
+    parser.add_argument(
+        "--duration-s", type=float, default=10.0, help="measured pushing per rate (default 10)"
+    )
+    parser.add_argument(
+        "--warmup-s", type=float, default=2.0, help="pushing at the rate before measuring (default 2)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs; the table shows medians (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=8, help="slots per worker (default 8)")
+    parser.add_argument(
+        "--prefetch-margin", type=int, help="LZQ_PREFETCH_MARGIN for the daemons (lzq default: 1)"
+    )
+    parser.add_argument(
+        "--stall-s", type=float, default=30.0, help="give up after this long without progress"
+    )
+    parser.add_argument("--smoke", action="store_true", help="one run at 200/s for 1 s: a few seconds")
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, "
+        "dbname postgres); a scratch database is created next to it",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rates, args.duration_s, args.warmup_s, args.runs, args.stall_s = "200", 1.0, 0.5, 1, 15.0
+    try:
+        args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error(f"--rates: expected numbers separated by commas, got {args.rates!r}")
+    if not args.rate_list or min(args.rate_list) <= 0:
+        parser.error("--rates: need at least one rate above 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print_environment(args.dsn)
+    margin = "lzq default" if args.prefetch_margin is None else args.prefetch_margin
+    say(
+        f"latency: single pushes at {', '.join(f'{r:g}' for r in args.rate_list)} jobs/s for "
+        f"{args.duration_s:g} s each after {args.warmup_s:g} s warm-up; 1 superqueuer + {args.workers} "
+        f"workers x {args.concurrency} slots (prefetch margin {margin}); {args.runs} run(s)"
+    )
+    results: dict[float, list[RateResult]] = {rate: [] for rate in args.rate_list}
+    try:
+        for index in range(1, args.runs + 1):
+            for rate in args.rate_list:  # rates take turns: drift on a shared machine hits all alike
+                results[rate].append(measure_with_retry(args, rate, index))
+    except BenchmarkFailed as exc:
+        say(f"!!! FAILED: {exc}")
+        return 1
+    print_table(args.rate_list, results)
+    parts = []
+    for rate in args.rate_list:
+        runs = results[rate]
+        p = {key: {n: median([r.stats[key][n] for r in runs]) for n in ("p50", "p99")} for key, _ in MEASURES}
+        parts.append(
+            f"{rate:g}/s start p50 {p['start_handler']['p50']:.1f} p99 {p['start_handler']['p99']:.1f}, "
+            f"done p50 {p['done_db']['p50']:.1f} p99 {p['done_db']['p99']:.1f}"
+        )
+    behind = "/".join(f"{median([r.behind for r in results[rate]]):g}" for rate in args.rate_list)
+    say(
+        f"latency (ms; start on the handler clock, done on the database clock): {'; '.join(parts)}; "
+        f"pushes behind schedule {behind} (median per run)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
