@@ -35,6 +35,10 @@ BEGIN
                   FROM lzq_jobs AS j
                  WHERE j.status = 'ready' AND j.queue_name = NEW.queue_name
                    AND j.fairness_key = NEW.fairness_key AND j.priority = NEW.priority
+                   -- Only a tail above the clock matters, and below it lie the index entries of
+                   -- the flow's dispatched jobs (their tags are <= vclock), dead until vacuumed:
+                   -- without this bound a flow with one job at a time walked all of them.
+                   AND j.vtag > coalesce(q.vclock, 0)
                  ORDER BY j.vtag DESC
                  LIMIT 1)
            END
