@@ -30,19 +30,20 @@ BEGIN
     IF lzq_queue_mode.mode NOT IN ('fair', 'priority', 'fifo') THEN
         PERFORM _lzq_invalid('mode', format('must be one of fair, priority, fifo, got %s', lzq_queue_mode.mode));
     END IF;
-    INSERT INTO lzq_queues AS q (queue_name, mode) VALUES (v_name, lzq_queue_mode.mode)
-    ON CONFLICT (queue_name) DO UPDATE SET mode = excluded.mode, updated_at = now()
-     WHERE q.mode <> excluded.mode;
     IF coalesce(v_old, 'fair') = lzq_queue_mode.mode THEN
         RETURN lzq_queue_mode.mode;
     END IF;
-
-    -- Re-stamp the backlog through _lzq_stamp_ready, in its old order. First park every old tag
-    -- below any new one (-1: under every clock), so flow tails seen while re-stamping are new tags.
+    -- The backlog's rows before the queue's row: lzq_claim locks in that order too (jobs, then its
+    -- clock), so a claim running meanwhile waits instead of deadlocking.
     SELECT array_agg(j.id ORDER BY j.vtag, j.priority, j.id) INTO v_ids
       FROM (SELECT j.id, j.vtag, j.priority FROM lzq_jobs AS j
              WHERE j.status = 'ready' AND j.queue_name = v_name
                FOR UPDATE) AS j;
+    INSERT INTO lzq_queues AS q (queue_name, mode) VALUES (v_name, lzq_queue_mode.mode)
+    ON CONFLICT (queue_name) DO UPDATE SET mode = excluded.mode, updated_at = now();
+
+    -- Re-stamp the backlog through _lzq_stamp_ready, in its old order. First park every old tag
+    -- below any new one (-1: under every clock), so flow tails seen while re-stamping are new tags.
     UPDATE lzq_jobs AS j SET vtag = -1 WHERE j.id = ANY (v_ids);
     FOREACH v_id IN ARRAY coalesce(v_ids, '{}') LOOP
         UPDATE lzq_jobs AS j SET vtag = NULL WHERE j.id = v_id;
