@@ -24,6 +24,11 @@ def push(conn: Conn, job_name: str = "job", params: dict | None = None, **option
     return row[0]
 
 
+def push_many(conn: Conn, jobs: list[dict[str, Any]]) -> list[int]:
+    """lzq_push_many(jobs) -> ids, in input order."""
+    return [r[0] for r in conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),)).fetchall()]
+
+
 def job(conn: Conn, job_id: int) -> dict[str, Any]:
     """The lzq_jobs row of one job, as a dict."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -103,6 +108,11 @@ def claim(
     return conn.execute(
         "SELECT * FROM lzq_claim(%s, %s, %s, %s)", (max_jobs, lease_s, margin_per_worker, dead_after_s)
     ).fetchall()
+
+
+def claimed_ids(conn: Conn, max_jobs: int = 100) -> list[int]:
+    """Ids lzq_claim dispatched (no slot margin), in dispatch order: it returns them in that order."""
+    return [row[0] for row in claim(conn, max_jobs=max_jobs)]
 
 
 def deliveries(*pairs: tuple[int, Any]) -> Jsonb:

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from tests.sql.helpers import (
     claim,
@@ -21,6 +20,7 @@ from tests.sql.helpers import (
     job,
     notifications_until_sentinel,
     push,
+    push_many,
     raises_invalid,
     running_job,
     seconds_from_now,
@@ -39,10 +39,6 @@ def succeed(conn, *job_ids, worker_id="w1"):
     """Report running jobs of `worker_id` succeeded, in one lzq_finish call."""
     rows = finish(conn, worker_id, *(report(i, "succeeded") for i in job_ids))
     assert sorted(rows) == sorted((i, "succeeded") for i in job_ids)
-
-
-def push_many(conn, jobs):
-    return [r[0] for r in conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),)).fetchall()]
 
 
 def dependency_rows(conn, job_id):

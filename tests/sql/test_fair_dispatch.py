@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import itertools
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg.types.json import Jsonb
 
 from tests.fairness_model import COST, Job, TagPolicy
-from tests.sql.helpers import claim, heartbeat, job, limited_job, push
+from tests.sql.helpers import claimed_ids, heartbeat, job, limited_job, push, push_many
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
-
-
-def push_many(conn: psycopg.Connection, jobs: list[dict]) -> list[int]:
-    return [row[0] for row in conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),)).fetchall()]
-
-
-def claimed_ids(conn: psycopg.Connection, n: int) -> list[int]:
-    """Ids in the order lzq_claim dispatched them (it returns them in that order)."""
-    return [row[0] for row in claim(conn, max_jobs=n)]
 
 
 def test_cost_is_the_models_table_for_every_nice_level(conn):

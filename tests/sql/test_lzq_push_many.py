@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from psycopg.types.json import Jsonb
 
-from tests.sql.helpers import count_jobs, job, raises_invalid
-
-
-def push_many(conn, jobs):
-    return [r[0] for r in conn.execute("SELECT * FROM lzq_push_many(%s)", (Jsonb(jobs),)).fetchall()]
+from tests.sql.helpers import count_jobs, job, push_many, raises_invalid
 
 
 def test_push_many_returns_ids_in_input_order_with_each_jobs_options(conn):
