@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -69,6 +70,16 @@ def say(*parts: object) -> None:
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def add_dsn_option(parser: argparse.ArgumentParser) -> None:
+    """``--dsn``, the same in every script: where scratch databases are created."""
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, "
+        "dbname postgres); a scratch database is created next to it",
+    )
 
 
 def maintenance_conninfo(dsn: str | None) -> str:

@@ -53,6 +53,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks._common import (  # noqa: E402
     ScratchDatabase,
+    add_dsn_option,
     maintenance_conninfo,
     median,
     percentile,
@@ -652,11 +653,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke", action="store_true", help="10000 ready, 10 flows, 1 run, 30 claims: seconds"
     )
-    parser.add_argument(
-        "--dsn",
-        default=None,
-        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, dbname postgres)",
-    )
+    add_dsn_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.backlogs, args.flows, args.runs, args.claims, args.pushes, args.warmup = (

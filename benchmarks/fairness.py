@@ -54,6 +54,7 @@ from benchmarks._common import (
     AMQP_URL,
     Daemons,
     ScratchDatabase,
+    add_dsn_option,
     delete_amqp_queues,
     new_amqp_prefix,
     percentile,
@@ -61,13 +62,14 @@ from benchmarks._common import (
     say,
 )
 from lzq import Client
+from tests.fairness_model import COST
 
 WORKERS, SLOTS_PER_WORKER = 2, 8
 SLOTS = WORKERS * SLOTS_PER_WORKER
 JOB = "sleepy"
 NICE_RATIO_5 = 1.25**5
-#: Share of dispatches nice +20 is owed next to a saturating nice -20 flow (integer costs, as in SQL).
-STARVATION_SHARE = 1 / (1 + round(2**20 * 1.25**20) / round(2**20 * 1.25**-20))
+#: Share of dispatches nice +20 is owed next to a saturating nice -20 flow (the integer costs of SQL).
+STARVATION_SHARE = 1 / (1 + COST[20] / COST[-20])
 TARGETS = {"jain": 0.95, "noisy": 2.0, "share": 0.10, "conservation": 0.01}
 
 
@@ -422,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase-s", type=float, default=20.0, help="Length of the other scenarios' phases.")
     parser.add_argument("--warm-up-s", type=float, default=2.0)
     parser.add_argument("--backlog-jobs", type=int, default=1_000_000)
-    parser.add_argument("--dsn", help="A maintenance database to create the scratch databases from.")
+    add_dsn_option(parser)
     parser.add_argument("--smoke", action="store_true", help="Seconds per scenario; numbers mean little.")
     args = parser.parse_args(argv)
     if args.smoke:

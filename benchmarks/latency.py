@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks._common import (  # noqa: E402
     Daemons,
     ScratchDatabase,
+    add_dsn_option,
     delete_amqp_queues,
     median,
     new_amqp_prefix,
@@ -320,12 +321,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stall-s", type=float, default=30.0, help="give up after this long without progress"
     )
     parser.add_argument("--smoke", action="store_true", help="one run at 200/s for 1 s: a few seconds")
-    parser.add_argument(
-        "--dsn",
-        default=None,
-        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, "
-        "dbname postgres); a scratch database is created next to it",
-    )
+    add_dsn_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.rates, args.duration_s, args.warmup_s, args.runs, args.stall_s = "200", 1.0, 0.5, 1, 15.0

@@ -20,6 +20,7 @@ import time
 from benchmarks._common import (
     Daemons,
     ScratchDatabase,
+    add_dsn_option,
     delete_amqp_queues,
     median,
     new_amqp_prefix,
@@ -57,7 +58,7 @@ def run_once(args: argparse.Namespace, index: int) -> dict[str, float]:
                    started_at timestamptz NOT NULL DEFAULT clock_timestamp(), finished_at timestamptz)"""
             )
             with Client(dsn=scratch.dsn) as client:
-                client.queue_mode("default", getattr(args, "queue_mode", "fair"))
+                client.queue_mode("default", args.queue_mode)
                 client.push_many(
                     [
                         (
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep-s", type=float, default=0.1, help="How long each job runs.")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout-s", type=float, default=300)
-    parser.add_argument("--dsn", help="A maintenance database to create the scratch database from.")
+    parser.add_argument("--queue-mode", choices=["fair", "priority", "fifo"], default="fair")
+    add_dsn_option(parser)
     parser.add_argument("--smoke", action="store_true", help="30 jobs, 1 run.")
     args = parser.parse_args(argv)
     if args.smoke:

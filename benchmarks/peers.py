@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks._common import (  # noqa: E402
     AMQP_URL,
     REPO_ROOT,
+    add_dsn_option,
     fmt_rate,
     maintenance_conninfo,
     median,
@@ -207,7 +208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per system and run (default 600)")
     parser.add_argument("--smoke", action="store_true", help="500 jobs, 100 pushes, 2 s latency, 1 run")
-    parser.add_argument("--dsn", default=None, help="conninfo of a maintenance database (default: PG* env)")
+    add_dsn_option(parser)
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.peers.split(",") if s.strip()]
     unknown = set(args.systems) - set(SYSTEMS)

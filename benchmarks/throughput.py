@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks._common import (  # noqa: E402
     Daemons,
     ScratchDatabase,
+    add_dsn_option,
     cpu_by_command,
     delete_amqp_queues,
     fmt_rate,
@@ -278,12 +279,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="don't set track_functions=all on the scratch database",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: 300 jobs, 200 pushes, 1 run")
-    parser.add_argument(
-        "--dsn",
-        default=None,
-        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, "
-        "dbname postgres); a scratch database is created next to it",
-    )
+    add_dsn_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.push_jobs, args.runs, args.stall_s = 300, 200, 1, 15.0

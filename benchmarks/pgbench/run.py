@@ -25,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from benchmarks._common import ScratchDatabase, fmt_rate, median, print_environment, say  # noqa: E402
+from benchmarks._common import ScratchDatabase, add_dsn_option, fmt_rate, median, print_environment, say  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -197,12 +197,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-checkpoint", action="store_true", help="skip CHECKPOINT before each run")
     parser.add_argument("--smoke", action="store_true", help="quick: -T 2, 1 run")
     parser.add_argument("--pgbench", help="path to pgbench (default: pg_config --bindir, then a glob)")
-    parser.add_argument(
-        "--dsn",
-        default=None,
-        help="conninfo of an existing maintenance database (default: PGHOST/PGPORT/PGUSER, "
-        "dbname postgres); a scratch database is created next to it",
-    )
+    add_dsn_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.time, args.runs = 2, 1
