@@ -38,6 +38,10 @@ BEGIN
       WHERE j.id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(reports) AS r(id bigint)))
       ORDER BY j.id FOR UPDATE;
 
+    -- Each report looks its job up by id (LATERAL ... LIMIT 1: a nested loop over the batch, one
+    -- primary-key probe each). A plain join lets the planner hash every in-flight job through
+    -- lzq_jobs_inflight_idx instead, dead entries and all, whenever statistics call that set small:
+    -- 1.1 ms to finish one job with 1,000 in flight, against 0.2.
     WITH r AS (
         SELECT r.id, r.attempt, r.outcome, r.error,
                CASE WHEN r.retry_delay_s IS NOT NULL THEN make_interval(secs => r.retry_delay_s) END AS delay
@@ -51,8 +55,9 @@ BEGIN
                     ELSE 'scheduled'
                END AS next_status,
                now() + coalesce(r.delay, _lzq_backoff(j.attempts)) AS retry_at
-          FROM lzq_jobs AS j
-          JOIN r ON r.id = j.id
+          FROM r
+         CROSS JOIN LATERAL (SELECT j.id, j.status, j.attempts, j.max_failures, j.worker_id
+                               FROM lzq_jobs AS j WHERE j.id = r.id LIMIT 1) AS j
          WHERE j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = lzq_finish.worker_id
     ), done AS (
         UPDATE lzq_jobs AS j
