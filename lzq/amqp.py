@@ -365,6 +365,19 @@ class Consumer:
         with contextlib.suppress(TRANSIENT_ERRORS):
             connection.add_callback_threadsafe(functools.partial(self._ack, delivery, multiple))
 
+    def ack_many(self, deliveries: list[Delivery]) -> None:
+        """Ack several deliveries from any thread, with one wake-up of the consuming thread."""
+        connection = self._connection
+        current = [d for d in deliveries if d.generation == self.generation]
+        if connection is None or not current:
+            return
+        with contextlib.suppress(TRANSIENT_ERRORS):
+            connection.add_callback_threadsafe(functools.partial(self._ack_all, current))
+
+    def _ack_all(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self._ack(delivery)
+
     def _ack(self, delivery: Delivery, multiple: bool = False) -> None:
         if delivery.generation == self.generation and self._channel is not None and self._channel.is_open:
             self._channel.basic_ack(delivery.tag, multiple=multiple)

@@ -44,13 +44,25 @@ class ConfigurationError(LzqError):
     """A setting (DSN, AMQP URL, --app module) that cannot work."""
 
 
+#: The longest delay a handler may ask a retry to wait: 100 years (PostgreSQL stores far more, but a
+#: larger number is surely a mistake, and an unbounded one would overflow its interval).
+MAX_RETRY_DELAY_S = 100 * 365 * 24 * 3600
+
+
 class Retry(LzqError):  # noqa: N818 - control flow, named for what the handler asks for
     """Raised by a handler (``raise self.retry()``) to try again if attempts remain.
 
-    ``delay_s`` overrides the exponential backoff; 0 means at once.
+    ``delay_s`` overrides the exponential backoff; 0 means at once. ValueError naming ``delay_s`` if it
+    is not a number of seconds from 0 to 100 years.
     """
 
     def __init__(self, reason: str = "retry requested", delay_s: float | None = None):
+        if delay_s is not None and not (
+            isinstance(delay_s, int | float) and 0 <= delay_s <= MAX_RETRY_DELAY_S
+        ):
+            raise ValueError(
+                f"delay_s: must be a number of seconds from 0 to {MAX_RETRY_DELAY_S:,}, got {delay_s!r}"
+            )
         super().__init__(reason)
         self.delay_s = delay_s
 

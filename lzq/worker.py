@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
-import queue
 import signal
 import socket
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lzq import amqp, db, failpoints, log
@@ -27,79 +26,31 @@ from lzq.registry import Registry, default_registry
 #: running elsewhere, so it must not go on. A supervisor restarts it.
 EXIT_DECLARED_DEAD = 70
 _MAX_ERROR_CHARS = 4000
-
-
-class GroupCommit:
-    """Runs ``fn(conn, items)`` on its own thread for all items waiting, one transaction per batch.
-
-    Concurrent callers share a commit (group commit): under load one round trip serves many jobs;
-    when idle a lone item goes at once, no timer. Transient database errors are retried with
-    backoff on a new connection; every lzq function it calls is idempotent for a retry.
-    """
-
-    def __init__(
-        self, name: str, dsn: str, fn: Callable[[Any, list], list], logger: Any, max_batch: int = 500
-    ) -> None:
-        self._name, self._dsn, self._fn, self._log, self._max_batch = name, dsn, fn, logger, max_batch
-        self._queue: queue.SimpleQueue[tuple[Any, Future]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"lzq-{name}", daemon=True)
-        self._conn: Any = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def submit(self, item: Any) -> Future:
-        future: Future = Future()
-        self._queue.put((item, future))
-        return future
-
-    def _run(self) -> None:
-        while True:  # daemon thread: ends with the process
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._commit(batch)
-
-    def _commit(self, batch: list[tuple[Any, Future]]) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = db.connect(self._dsn, application_name=f"lzq-worker-{self._name}")
-                results = self._fn(self._conn, [item for item, _ in batch])
-                break
-            except db.TRANSIENT_ERRORS as exc:
-                delay = backoff.next_delay()
-                self._log.warning(
-                    "database_unavailable", step=self._name, error=str(exc), retry_in_s=round(delay, 2)
-                )
-                self._conn = None
-                time.sleep(delay)
-            except Exception as exc:  # a bug, not an outage: fail these callers, keep serving others
-                for _, future in batch:
-                    future.set_exception(exc)
-                return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+#: Opens the error of a report PostgreSQL refused, which the worker then records as failed.
+_REFUSED_REPORT = "lzq could not record this attempt's outcome"
 
 
 @dataclasses.dataclass
 class _InFlight:
     delivery: amqp.Delivery
     token: str
+    #: Holds a slot: its start is being committed, its handler runs, or its report awaits the commit.
     running: bool = False
 
 
 class Worker:
     """Runs jobs from one or more lzq queues with ``concurrency`` slots (threads).
 
-    Life of a message: decode ``{id, token}`` → start fence (``lzq_start``, batched) → run the
-    handler → report (``lzq_finish``, batched) → ack once the report is committed. A stale or
-    duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM) cancels the
-    consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
+    Life of a message: decode ``{id, token}`` → start fence (``lzq_start``) once a slot is free →
+    run the handler on a job thread → report (``lzq_finish``) → ack once the report is committed.
+    A stale or duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM)
+    cancels the consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
+
+    One thread, the ledger, talks to PostgreSQL for all jobs: each of its transactions records
+    every report waiting and starts as many waiting deliveries as there are free slots (a slot
+    freed by a report in the batch counts), so a busy worker pays one commit per batch, not two
+    per job, and a slot goes from one job to the next in a single round trip. An idle worker's
+    lone delivery or report goes at once: there is no timer.
     """
 
     def __init__(
@@ -114,14 +65,19 @@ class Worker:
         self.log = log.get("worker").bind(worker_id=self.worker_id)
         self._inflight: dict[int, _InFlight] = {}
         self._lock = threading.Lock()
+        # Under _lock: deliveries not started yet (arrival order), reports not committed yet, and
+        # the slots taken. The ledger waits on _ledger_wake for either to have something to do.
+        self._waiting: collections.deque[int] = collections.deque()
+        self._reports: list[dict[str, Any]] = []
+        self._busy_slots = 0
+        self._ledger_wake = threading.Condition(self._lock)
+        self._ledger_conn: Any = None
         self._stop = threading.Event()
         self._stopping_credit = False
         self._heartbeat_wake = threading.Event()
         self._heartbeat_conn: Any = None
         self._last_heartbeat_s = time.monotonic()
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="lzq-job")
-        self._starter = GroupCommit("start", settings.dsn, self._start_batch, self.log)
-        self._reporter = GroupCommit("finish", settings.dsn, self._finish_batch, self.log)
         self._consumer = amqp.Consumer(
             settings.amqp_url,
             settings.amqp_prefix,
@@ -143,8 +99,7 @@ class Worker:
         self._last_heartbeat_s = time.monotonic()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGCONT, lambda *_: self._exit_if_lease_may_be_lost("resumed"))
-        self._starter.start()
-        self._reporter.start()
+        threading.Thread(target=self._ledger_loop, name="lzq-ledger", daemon=True).start()
         threading.Thread(target=self._heartbeat_loop, name="lzq-heartbeat", daemon=True).start()
         self.log.info("worker_started", queues=self.queues, concurrency=self.concurrency)
         backoff = Backoff()
@@ -303,7 +258,7 @@ class Worker:
     # -- messages and jobs -------------------------------------------------------------------------
 
     def _on_message(self, delivery: amqp.Delivery) -> None:
-        """On pika's thread: admit the delivery and queue it for a job slot."""
+        """On pika's thread: admit the delivery and queue it for a slot (the ledger starts it)."""
         try:
             job_id, token = amqp.decode(delivery.body)
         except (ValueError, KeyError, TypeError):
@@ -317,36 +272,134 @@ class Worker:
                 self._consumer.ack(delivery)
                 return
             self._inflight[job_id] = _InFlight(delivery, token)
-        self._executor.submit(self._process, job_id, token, delivery)
+            self._waiting.append(job_id)
+            self._ledger_wake.notify()
 
-    def _process(self, job_id: int, token: str, delivery: amqp.Delivery) -> None:
-        """On a job thread: start fence, run, report, ack."""
-        if self._stop.is_set():
-            return  # not started: handed back by _shutdown
-        row = self._starter.submit((job_id, token)).result()
-        if row is None:
-            self.log.info("message_stale", job_id=job_id)
-            self._forget(job_id)
-            self._consumer.ack(delivery)
-            return
-        with self._lock:
-            flight = self._inflight.get(job_id)
-            if flight is not None:
-                flight.running = True
+    def _run_job(self, row: tuple) -> None:
+        """On a job thread: run the handler, free the slot and queue the report for the ledger."""
         failpoints.hit("after_start")
         report = self._execute(row)
         failpoints.hit("after_run")
-        new_status = self._reporter.submit(report).result()
-        failpoints.hit("after_finish_commit")
-        if new_status is None:
-            # Our attempt was taken from us (swept or handed back); its outcome no longer counts.
-            self.log.warning("report_rejected", job_id=job_id, attempt=report["attempt"])
-        self._forget(job_id)
-        self._consumer.ack(delivery)
-
-    def _forget(self, job_id: int) -> None:
         with self._lock:
-            self._inflight.pop(job_id, None)
+            self._busy_slots -= 1
+            self._reports.append(report)
+            self._ledger_wake.notify()
+
+    # -- the ledger: every start fence and report, batched -----------------------------------------
+
+    def _ledger_loop(self) -> None:
+        while True:  # daemon thread: ends with the process
+            reports, starts = self._next_ledger_batch()
+            applied, started = self._commit_ledger_batch(reports, starts)
+            if reports:
+                failpoints.hit("after_finish_commit")
+            done = []
+            for report in reports:
+                if applied.get(report["id"]) is None:
+                    # Our attempt was taken from us (swept or handed back); its outcome no longer counts.
+                    self.log.warning("report_rejected", job_id=report["id"], attempt=report["attempt"])
+                done.append(report["id"])
+            for job_id, _token in starts:
+                if job_id not in started:
+                    self.log.info("message_stale", job_id=job_id)
+                    done.append(job_id)
+            with self._lock:
+                self._busy_slots -= len(starts) - len(started)
+                flights = [self._inflight.pop(job_id) for job_id in done]
+            self._consumer.ack_many([flight.delivery for flight in flights])
+            for row in started.values():
+                self._executor.submit(self._run_job, row)
+
+    def _next_ledger_batch(self) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        """Wait for work; take every report and as many deliveries as there are free slots."""
+        with self._lock:
+            while not self._reports and not self._may_start():
+                self._ledger_wake.wait()
+            reports, self._reports = self._reports, []
+            starts = []
+            while self._may_start():
+                job_id = self._waiting.popleft()
+                flight = self._inflight[job_id]
+                # Taken under the lock _shutdown counts under: a stop either prevents this start or
+                # sees the slot taken and waits for the job.
+                flight.running = True
+                self._busy_slots += 1
+                starts.append((job_id, flight.token))
+            return reports, starts
+
+    def _may_start(self) -> bool:
+        return bool(self._waiting) and self._busy_slots < self.concurrency and not self._stop.is_set()
+
+    def _commit_ledger_batch(
+        self, reports: list[dict[str, Any]], starts: list[tuple[int, str]]
+    ) -> tuple[dict[int, str], dict[int, tuple]]:
+        """One transaction: ``lzq_finish`` for the reports, ``lzq_start`` for the deliveries.
+
+        Returns (job id → new status of each report applied, job id → row of each job started).
+        Outages are waited out with backoff on a new connection: both functions are idempotent for
+        a retry by the same worker.
+        """
+        statements: list[tuple[str, object]] = []
+        if reports and starts:
+            # Both functions lock their own rows in id order; lock the union first, so the two lock
+            # rounds can't deadlock with a push that locks several of these jobs in order.
+            ids = sorted([report["id"] for report in reports] + [job_id for job_id, _ in starts])
+            statements.append(("SELECT FROM lzq_jobs WHERE id = ANY (%s) ORDER BY id FOR UPDATE", (ids,)))
+        if reports:
+            statements.append(("SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports))))
+        if starts:
+            deliveries = [{"id": job_id, "token": token} for job_id, token in starts]
+            statements.append(("SELECT * FROM lzq_start(%s, %s)", (self.worker_id, db.json(deliveries))))
+        backoff = Backoff()
+        while True:
+            try:
+                if self._ledger_conn is None or self._ledger_conn.closed:
+                    self._ledger_conn = db.connect(self.settings.dsn, application_name="lzq-worker-ledger")
+                results = db.fetch_in_transaction(self._ledger_conn, statements)
+                started = results.pop() if starts else []
+                finished = results.pop() if reports else []
+                return dict(finished), {row[0]: row for row in started}
+            except db.TRANSIENT_ERRORS as exc:
+                delay = backoff.next_delay()
+                self.log.warning(
+                    "database_unavailable", step="ledger", error=str(exc), retry_in_s=round(delay, 2)
+                )
+                self._ledger_conn = None
+                time.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - refused, not an outage: isolate the culprit
+                if len(reports) + len(starts) == 1:
+                    return self._refused(reports, starts, exc)
+                applied: dict[int, str] = {}
+                started_rows: dict[int, tuple] = {}
+                for report in reports:
+                    applied |= self._commit_ledger_batch([report], [])[0]
+                for start in starts:
+                    started_rows |= self._commit_ledger_batch([], [start])[1]
+                return applied, started_rows
+
+    def _refused(
+        self, reports: list[dict[str, Any]], starts: list[tuple[int, str]], exc: Exception
+    ) -> tuple[dict[int, str], dict[int, tuple]]:
+        """PostgreSQL refused one job's report or start (a bug, or a report it cannot store).
+
+        A refused report is replaced by a plain ``failed`` one saying why, so the job ends and its
+        slot frees; if even that is refused the job stays running here until this worker exits and
+        hands it back. A refused start is dropped like a stale delivery: the dispatch lease
+        expires and the sweep makes the job ready again.
+        """
+        reason = _first_line(exc)
+        if reports:
+            report = reports[0]
+            self.log.error("report_refused", job_id=report["id"], error=reason)
+            if not report.get("error", "").startswith(_REFUSED_REPORT):
+                substitute = {"id": report["id"], "attempt": report["attempt"], "outcome": "failed"}
+                substitute["error"] = (
+                    f"{_REFUSED_REPORT} ({reason}); the handler said: {report.get('error', '')}"
+                )
+                return self._commit_ledger_batch([_storable(substitute)], [])
+        else:
+            self.log.error("start_refused", job_id=starts[0][0], error=reason)
+        return {}, {}
 
     def _execute(self, row: tuple) -> dict[str, Any]:
         (
@@ -396,23 +449,7 @@ class Worker:
                 error=report["error"][:500],
                 max_failures=max_failures,
             )
-        return report
-
-    # -- batched SQL -------------------------------------------------------------------------------
-
-    def _start_batch(self, conn: Any, items: list[tuple[int, str]]) -> list[tuple | None]:
-        rows = db.fetch(
-            conn,
-            "SELECT * FROM lzq_start(%s, %s)",
-            (self.worker_id, db.json([{"id": i, "token": t} for i, t in items])),
-        )
-        by_id = {row[0]: row for row in rows}
-        return [by_id.get(job_id) for job_id, _ in items]
-
-    def _finish_batch(self, conn: Any, reports: list[dict]) -> list[str | None]:
-        rows = db.fetch(conn, "SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports)))
-        applied = dict(rows)
-        return [applied.get(report["id"]) for report in reports]
+        return _storable(report)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -441,6 +478,17 @@ def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
+
+
+def _storable(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with its error text as PostgreSQL can store it (jsonb refuses NUL characters)."""
+    if "\x00" in report.get("error", ""):
+        report = {**report, "error": report["error"].replace("\x00", "\\x00")}
+    return report
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _describe(exc: BaseException) -> str:

@@ -117,3 +117,13 @@ class Gated(lzq.Job):
 
     def explodes(self, job_params: dict, job_options: dict) -> bool:
         raise RuntimeError("check blew up")
+
+
+@lzq.handler
+def raises(params: dict, options: dict) -> None:
+    """Records the run, then raises RuntimeError(params["message"]) with "<NUL>" turned into a NUL
+    character (which jsonb, and so a job's params, cannot hold), or a retry with params["delay_s"]."""
+    record({}, options)
+    if "delay_s" in params:
+        raise lzq.Retry("retry with a strange delay", delay_s=float(params["delay_s"]))
+    raise RuntimeError(params["message"].replace("<NUL>", "\x00"))
