@@ -4,6 +4,7 @@ transaction, and a report PostgreSQL cannot store fails only its own job."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_a_freed_slot_starts_the_next_job_in_the_transaction_that_reports_the_la
         "SELECT id, started_at, finished_at FROM lzq_jobs WHERE id = ANY (%s) ORDER BY started_at",
         ([ref.id for ref in refs],),
     ).fetchall()
-    hand_overs = [(earlier[2], later[1]) for earlier, later in zip(rows, rows[1:])]
+    hand_overs = [(earlier[2], later[1]) for earlier, later in itertools.pairwise(rows)]
     assert [finished == started for finished, started in hand_overs] == [True, True, True]
     assert runs_table.execute("SELECT max(attempts) FROM lzq_jobs").fetchone() == (1,)
 

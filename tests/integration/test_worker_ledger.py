@@ -10,7 +10,9 @@ from lzq.config import Settings
 from lzq.worker import _REFUSED_REPORT, Worker
 
 
-def test_a_refused_report_fails_only_its_own_job(settings: Settings, client: Client, conn: psycopg.Connection):
+def test_a_refused_report_fails_only_its_own_job(
+    settings: Settings, client: Client, conn: psycopg.Connection
+):
     worker = Worker(settings, ["default"], concurrency=4)
     worker._register()
     ids = [ref.id for ref in client.push_many([("noop", {}), ("noop", {}), ("noop", {})])]
