@@ -312,6 +312,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def process_rss_mb(pid: int) -> float:
+    """Resident memory (``VmRSS`` in /proc/PID/status) of one process in MB; nan if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def cpu_by_command(names: Iterable[str]) -> dict[str, float]:
     """CPU seconds so far of every local process whose command is one of ``names`` (e.g. RabbitMQ's
     ``beam.smp``: the whole broker, so other users' load on it is included)."""

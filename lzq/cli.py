@@ -222,7 +222,8 @@ def prune(settings: Settings, older_than: str | None, batch: int) -> None:
     Also deletes buffer records (via="buffer" pushes) written in before then. Jobs that are not
     finished stay, and so do the latest run of each recurring job and runs whose slot is ahead.
     Deletes in batches, each its own transaction, until none is left; prints how many rows went.
-    Superqueuers prune the same way, a batch a minute, with LZQ_RETENTION unless it is 0, off or never.
+    Superqueuers prune the same way, a batch every 10 seconds (more often while behind), with
+    LZQ_RETENTION unless it is 0, off or never.
     """
     from lzq import db, maintenance
 

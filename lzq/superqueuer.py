@@ -28,7 +28,7 @@ class Superqueuer:
     One pass (``run_once``): sweep and top up cron fire times (every ``sweep_interval_s``, one
     superqueuer at a time), promote due scheduled jobs, evaluate due readiness checks (user code
     from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish each
-    ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused; then, every minute
+    ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused; then, every 10 seconds
     (``maintenance.Pruner``), delete a small batch of finished jobs older than ``LZQ_RETENTION``.
     ``run`` repeats passes while there is work and sleeps on LISTEN otherwise, with a polling
     backstop. Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "benchmarks.latency",
         # Fair mode only: the FIFO comparison doubles the time and proves nothing more about the script.
         "benchmarks.fairness --modes fair",
+        "benchmarks.soak",
     ],
 )
 def test_benchmark_smoke_run_passes(script):
