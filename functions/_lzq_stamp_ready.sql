@@ -12,7 +12,9 @@
 -- hand-back, sweep, limit wake-up) goes through this one trigger, so none can forget the tag.
 -- A job woken from a full limit (waiting_on_limit set) keeps the tag it had when it parked: it has
 -- already waited its turn. Rows made ready earlier in the same statement are visible to the flow
--- lookup (row-level BEFORE trigger), so push_many spaces a batch correctly. Concurrent transactions
+-- lookup (row-level BEFORE trigger), so a statement readying many jobs (promote, a dependency
+-- release) spaces them correctly; push_many's batches arrive stamped by _lzq_insert_jobs, by the
+-- same rule (tests/sql/test_fair_dispatch.py compares the two). Concurrent transactions
 -- making jobs of one flow ready at the same moment may stamp equal tags (no lock is taken: a push
 -- never waits for another push); those jobs then run in id order, a bounded, transient unfairness.
 -- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_last_idx (one descent).
@@ -60,9 +62,10 @@ $$;
 COMMENT ON FUNCTION _lzq_stamp_ready() IS
     'Trigger: stamp vtag, the dispatch order, on a job becoming ready (fair / priority / fifo per queue).';
 
+-- Rows inserted already stamped (_lzq_insert_jobs tags a batch at once) keep their tag.
 CREATE OR REPLACE TRIGGER lzq_jobs_stamp_ready_on_insert
     BEFORE INSERT ON lzq_jobs
-    FOR EACH ROW WHEN (NEW.status = 'ready')
+    FOR EACH ROW WHEN (NEW.status = 'ready' AND NEW.vtag IS NULL)
     EXECUTE FUNCTION _lzq_stamp_ready();
 
 -- Also when a ready job's flow changes (lzq_recur realigns a pending run) and when lzq_queue_mode

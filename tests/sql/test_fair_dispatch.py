@@ -24,6 +24,25 @@ def test_cost_is_the_models_table_for_every_nice_level(conn):
     assert COST[0] / COST[-5] == pytest.approx(1.25**5, rel=1e-5)  # rounded to integers
 
 
+def test_push_many_stamps_a_batch_as_one_push_at_a_time_would(conn):
+    # _lzq_insert_jobs tags a batch set-based; lzq_push goes through the trigger. Same jobs, two
+    # fresh queues (both clocks at 0), one with a job already waiting: the tags must be equal.
+    specs = [("a", 0), ("b", 5), ("a", 0), ("a", -3), ("b", 5), ("c", 20), ("a", 0), ("b", 0)]
+    for queue in ("batch", "single"):
+        push(conn, "a", queue_name=queue)
+    batch = [{"job_name": k, "job_options": {"priority": n, "queue_name": "batch"}} for k, n in specs]
+    push_many(conn, batch)
+    for k, n in specs:
+        push(conn, k, priority=n, queue_name="single")
+
+    def tags(queue: str) -> list[int]:
+        rows = conn.execute("SELECT vtag FROM lzq_jobs WHERE queue_name = %s ORDER BY id", (queue,))
+        return [vtag for (vtag,) in rows]
+
+    assert tags("batch") == tags("single")
+    assert len(set(tags("batch"))) < len(specs) + 1  # lone flows share tag values: a real comparison
+
+
 def test_two_backlogged_flows_share_in_proportion_to_their_weights(conn):
     heartbeat(conn, slots=10_000)
     nice0 = push_many(conn, [{"job_name": "a"}] * 300)
