@@ -11,8 +11,7 @@ BEGIN
     IF jsonb_typeof(job) IS DISTINCT FROM 'object' THEN
         PERFORM _lzq_invalid('job', 'must be an object {"job_name", "job_params", "job_options"}');
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_object_keys(job) AS k
-                WHERE k <> ALL (ARRAY['job_name', 'job_params', 'job_options'] || extra_keys)) THEN
+    IF job - (ARRAY['job_name', 'job_params', 'job_options'] || extra_keys) <> '{}'::jsonb THEN
         PERFORM _lzq_invalid('job', format('keys must be %s',
                                            array_to_string(ARRAY['job_name', 'job_params', 'job_options'] || extra_keys, ', ')));
     END IF;
