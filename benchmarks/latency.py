@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=8, help="slots per worker (default 8)")
     parser.add_argument(
-        "--prefetch-margin", type=int, help="LZQ_PREFETCH_MARGIN for the daemons (lzq default: 1)"
+        "--prefetch-margin", type=int, help="LZQ_PREFETCH_MARGIN for the daemons (lzq default: auto)"
     )
     parser.add_argument(
         "--stall-s", type=float, default=30.0, help="give up after this long without progress"

@@ -259,7 +259,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--prefetch-margin",
         type=int,
-        help="LZQ_PREFETCH_MARGIN for the daemons: extra credit per worker beyond its slots (lzq default: 1)",
+        help="LZQ_PREFETCH_MARGIN for the daemons: extra jobs per worker beyond its slots (default: auto)",
     )
     parser.add_argument("--batch", type=int, default=1000, help="push_many batch size (default 1000)")
     parser.add_argument(

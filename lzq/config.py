@@ -36,8 +36,9 @@ class Settings:
     sweep_interval_s: float = 5.0
     #: Most jobs one claim or promote statement moves (bounds transaction size).
     claim_batch: int = 500
-    #: Extra credit per live worker beyond its slots, so a message waits ready when a slot frees.
-    prefetch_margin: int = 1
+    #: Extra credit per live worker beyond its slots, so a message waits ready when a slot frees: a
+    #: number of jobs, or "auto" (see ``fixed_prefetch_margin``).
+    prefetch_margin: str = "auto"
     #: Worker graceful stop: how long running jobs get after SIGTERM before they are handed back.
     stop_grace_s: float = 7.0
     #: lzq-buffer: most buffered pushes written in per transaction (also its RabbitMQ prefetch)...
@@ -52,6 +53,9 @@ class Settings:
     #: their parents, and the table holds one day of history, not all of it.
     retention: str = "1 day"
 
+    def __post_init__(self) -> None:
+        self.fixed_prefetch_margin  # noqa: B018 - raises ConfigurationError now, not in a daemon later
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``LZQ_*`` variables, then ``overrides`` (None values are ignored)."""
@@ -63,6 +67,25 @@ class Settings:
                 values[field.name] = _convert(field.name, raw, type(field.default))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def fixed_prefetch_margin(self) -> int | None:
+        """``prefetch_margin`` as a number of jobs, or None for "auto": the superqueuer then sizes the
+        margin from recent job durations (short jobs get more queued, up to one per slot; long ones
+        one per worker), and each worker lets RabbitMQ hand it up to twice its slots.
+
+        Raises ConfigurationError for anything else than "auto" or an integer from 0.
+        """
+        value = str(self.prefetch_margin).strip().lower()
+        if value == "auto":
+            return None
+        if not value.isdigit():
+            from lzq.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"LZQ_PREFETCH_MARGIN={self.prefetch_margin!r} must be auto or a whole number of jobs"
+            )
+        return int(value)
 
     @property
     def retention_interval(self) -> str | None:

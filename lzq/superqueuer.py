@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -20,6 +21,31 @@ from lzq.registry import Registry, default_registry
 #: Readiness checks evaluated per pass, and how long other superqueuers leave them alone meanwhile.
 CHECKS_BATCH = 100
 CHECK_LEASE_S = 30
+
+#: LZQ_PREFETCH_MARGIN=auto keeps about this much work queued on each slot beyond its running job:
+#: the time a freed slot takes to be refilled (finish, claim, publish, start) on a loaded machine.
+#: Measured (benchmarks/fairness.py, 20 ms jobs, 2 x 8 slots): a margin of 1 left slots idle 40% of
+#: the time with work waiting, 4 (10 ms of work) hardly less, 8 left them idle 1%; but every job
+#: queued on a worker is one the fair order can no longer reorder, and long jobs need no margin.
+AUTO_MARGIN_REFILL_S = 0.025
+#: It is recomputed this often, from the durations of the latest finished jobs.
+AUTO_MARGIN_EVERY_S = 1.0
+AUTO_MARGIN_SAMPLE = 200
+_RECENT_DURATIONS = """
+    SELECT (SELECT avg(extract(epoch FROM j.finished_at - j.started_at))::float8
+              FROM (SELECT f.finished_at, f.started_at FROM lzq_jobs AS f
+                     WHERE f.status IN ('succeeded', 'failed', 'cancelled') AND f.started_at IS NOT NULL
+                     ORDER BY f.finished_at DESC LIMIT %s) AS j),
+           (SELECT avg(w.slots)::float8 FROM lzq_workers AS w WHERE NOT w.stopping)"""
+
+
+def auto_margin(mean_duration_s: float | None, mean_slots: float | None) -> int:
+    """Jobs to queue on a worker beyond its slots: enough for AUTO_MARGIN_REFILL_S of work on every
+    slot, at least 1 and at most one per slot. With nothing finished yet, 1 (as for long jobs)."""
+    if not mean_slots or mean_duration_s is None:
+        return 1
+    wanted = math.ceil(mean_slots * AUTO_MARGIN_REFILL_S / max(mean_duration_s, 1e-6))
+    return max(1, min(wanted, math.ceil(mean_slots)))
 
 
 class Superqueuer:
@@ -54,6 +80,9 @@ class Superqueuer:
         self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
         self._reported_crons: set[tuple[int, str]] = set()
         self._pruner = maintenance.Pruner(settings.retention_interval, self.log)
+        self._fixed_margin = settings.fixed_prefetch_margin
+        self.margin = 1 if self._fixed_margin is None else self._fixed_margin
+        self._next_margin_at = 0.0
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -109,6 +138,7 @@ class Superqueuer:
         trip; so does the idle flag when ``idle`` is given.
         """
         self._connect()
+        self._size_margin()
         statements: list[tuple[str, object]] = []
         if idle is not None:
             statements.append(("SELECT lzq_superqueuer_idle(%s, %s)", (self.superqueuer_id, idle)))
@@ -127,7 +157,7 @@ class Superqueuer:
                 (
                     self.settings.claim_batch,
                     self.settings.dispatch_lease_s,
-                    self.settings.prefetch_margin,
+                    self.margin,
                     self.settings.worker_dead_after_s,
                 ),
             )
@@ -149,6 +179,17 @@ class Superqueuer:
         # dispatch, and pruning is no work that should keep the loop from sleeping.
         self._pruner.run_once(self._conn)
         return published + moved
+
+    def _size_margin(self) -> None:
+        """LZQ_PREFETCH_MARGIN=auto: resize the margin from recent job durations, once a second."""
+        if self._fixed_margin is not None or time.monotonic() < self._next_margin_at:
+            return
+        self._next_margin_at = time.monotonic() + AUTO_MARGIN_EVERY_S
+        [(mean_duration_s, mean_slots)] = self._fetch(_RECENT_DURATIONS, (AUTO_MARGIN_SAMPLE,))
+        margin = auto_margin(mean_duration_s, mean_slots)
+        if margin != self.margin:
+            self.log.debug("prefetch_margin", margin=margin, mean_duration_s=mean_duration_s)
+            self.margin = margin
 
     def _extend_cron_times(self, due: list[tuple]) -> None:
         """Precompute more fire times for cron recurrences running short (croniter, in their zone);

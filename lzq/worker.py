@@ -82,7 +82,7 @@ class Worker:
             settings.amqp_url,
             settings.amqp_prefix,
             queues,
-            prefetch=concurrency + settings.prefetch_margin,
+            prefetch=concurrency + _margin_or(settings, concurrency),
             on_message=self._on_message,
             name=f"lzq-worker {self.worker_id}",
         )
@@ -355,7 +355,10 @@ class Worker:
             try:
                 if self._ledger_conn is None or self._ledger_conn.closed:
                     self._ledger_conn = db.connect(self.settings.dsn, application_name="lzq-worker-ledger")
-                results = db.fetch_in_transaction(self._ledger_conn, statements)
+                if len(statements) == 1:  # one statement is its own transaction: no BEGIN/COMMIT
+                    results = [db.fetch(self._ledger_conn, *statements[0])]
+                else:
+                    results = db.fetch_in_transaction(self._ledger_conn, statements)
                 started = results.pop() if starts else []
                 finished = results.pop() if reports else []
                 return dict(finished), {row[0]: row for row in started}
@@ -478,6 +481,12 @@ def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
+
+
+def _margin_or(settings: Settings, auto: int) -> int:
+    """The prefetch margin, or ``auto`` when the superqueuer sizes it (it never exceeds one per slot)."""
+    margin = settings.fixed_prefetch_margin
+    return auto if margin is None else margin
 
 
 def _storable(report: dict[str, Any]) -> dict[str, Any]:

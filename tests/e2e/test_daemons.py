@@ -115,7 +115,8 @@ def test_killed_worker_jobs_are_recovered_and_never_overlap(daemons, client, run
     assert {a for (a,) in attempts} == {2}  # the crash counted as an attempt
 
 
-def test_two_superqueuers_never_double_dispatch_or_exceed_credit(daemons, client, runs_table, dsn):
+def test_two_superqueuers_never_double_dispatch_or_exceed_credit(daemons, client, runs_table, dsn, settings):
+    daemons.settings = dataclasses.replace(settings, prefetch_margin="1")  # a fixed credit to check
     client.push_many([("record", {"sleep_s": 0.01}) for _ in range(1000)])
     inflight_samples: list[int] = []
     stop_sampling = threading.Event()

@@ -102,3 +102,15 @@ def test_retention_defaults_to_a_day_and_reads_lzq_retention() -> None:
 @pytest.mark.parametrize("raw", ["0", "off", "OFF", "never", "none", " Never "])
 def test_retention_off_values_switch_automatic_pruning_off(raw: str) -> None:
     assert Settings.from_env({"LZQ_RETENTION": raw}).retention_interval is None
+
+
+@pytest.mark.parametrize(("raw", "fixed"), [("auto", None), ("AUTO", None), ("0", 0), ("8", 8), (3, 3)])
+def test_prefetch_margin_is_auto_or_a_whole_number_of_jobs(raw: object, fixed: int | None) -> None:
+    assert Settings(prefetch_margin=raw).fixed_prefetch_margin == fixed  # type: ignore[arg-type]
+    assert Settings().fixed_prefetch_margin is None  # auto by default
+
+
+@pytest.mark.parametrize("raw", ["-1", "1.5", "lots"])
+def test_a_prefetch_margin_that_is_neither_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="LZQ_PREFETCH_MARGIN"):
+        Settings.from_env({"LZQ_PREFETCH_MARGIN": raw})

@@ -1,0 +1,48 @@
+"""The superqueuer's automatic prefetch margin, read off a real database: recent durations and slots."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from lzq.config import Settings
+from lzq.superqueuer import Superqueuer
+
+
+def finished_jobs(conn: psycopg.Connection, count: int, duration_s: float) -> None:
+    conn.execute(
+        """INSERT INTO lzq_jobs (job_name, fairness_key, status, attempts, started_at, finished_at)
+           SELECT 'done', 'done', 'succeeded', 1, now() - make_interval(secs => %s), now()
+             FROM generate_series(1, %s)""",
+        (duration_s, count),
+    )
+
+
+@pytest.mark.parametrize(("duration_s", "margin"), [(0.0001, 8), (0.05, 4), (2.0, 1)])
+def test_a_pass_sizes_the_margin_from_the_latest_durations_and_the_slots(settings, conn, duration_s, margin):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+    finished_jobs(conn, 300, duration_s)
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 20),))
+    superqueuer = Superqueuer(settings)
+    try:
+        assert superqueuer.margin == 1  # nothing known yet
+        superqueuer.run_once()
+        assert superqueuer.margin == margin
+    finally:
+        superqueuer._close()
+    [(dispatched,)] = conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'dispatched'")
+    assert dispatched == 8 + margin  # the worker's slots plus the margin, claimed and published
+
+
+def test_a_fixed_margin_is_used_as_given(settings: Settings, conn):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+    finished_jobs(conn, 10, 0.0001)
+    superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="2"))
+    try:
+        superqueuer.run_once()
+        assert superqueuer.margin == 2
+    finally:
+        superqueuer._close()
