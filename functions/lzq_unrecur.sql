@@ -8,9 +8,17 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    SELECT r.id INTO v_id FROM lzq_recurring AS r WHERE r.known_as = lzq_unrecur.known_as FOR UPDATE;
+    SELECT r.id INTO v_id FROM lzq_recurring AS r WHERE r.known_as = lzq_unrecur.known_as;
     IF NOT FOUND THEN
         RETURN false;
+    END IF;
+    -- Its runs first (in id order), then the definition: the order lzq_finish takes them in (it
+    -- locks a run, then reads the definition to create the next run). The other way round, a run
+    -- finishing meanwhile deadlocked with the DELETE's SET NULL on that run.
+    PERFORM 1 FROM lzq_jobs AS j WHERE j.recurring_id = v_id ORDER BY j.id FOR NO KEY UPDATE;
+    SELECT r.id INTO v_id FROM lzq_recurring AS r WHERE r.id = v_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;  -- removed meanwhile
     END IF;
     PERFORM lzq_cancel(j.id)
        FROM lzq_jobs AS j

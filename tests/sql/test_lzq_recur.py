@@ -888,6 +888,26 @@ def test_unrecur_removes_the_definition_and_cancels_its_pending_run(conn):
     )
 
 
+def test_unrecur_racing_the_finish_of_a_running_run_waits_instead_of_deadlocking(conn, connect):
+    # lzq_finish locks its run, then reads the definition to create the next run. lzq_unrecur used
+    # to lock the definition first and the runs last (the foreign key's SET NULL): a deadlock.
+    rid = recur(conn)
+    (run,) = runs(conn, rid)
+    start_run(conn, run["id"])
+    worker = connect()
+    worker.execute("SELECT FROM lzq_jobs WHERE id = %s FOR UPDATE", (run["id"],))  # finish's first lock
+    remover = connect(autocommit=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        removed = pool.submit(lambda: remover.execute("SELECT lzq_unrecur('tick')").fetchone()[0])
+        wait_until_blocked(conn, remover)
+        assert finish(worker, "w1", report(run["id"], "succeeded")) == [(run["id"], "succeeded")]
+        worker.commit()
+        assert removed.result(timeout=10) is True
+    assert conn.execute("SELECT count(*) FROM lzq_recurring").fetchone()[0] == 0
+    statuses = conn.execute("SELECT status FROM lzq_jobs WHERE id > %s", (run["id"],)).fetchall()
+    assert statuses == [("cancelled",)]  # the run the finish created, cancelled with its definition
+
+
 def test_unrecur_lets_a_running_run_finish_with_no_successor(conn):
     rid = recur(conn)
     (run,) = runs(conn, rid)
