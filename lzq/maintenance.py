@@ -75,6 +75,30 @@ class Pruner:
         return deleted or 0
 
 
+#: lzq_jobs changed by more rows than this plus its size at the last ANALYZE: statistics that stale
+#: are refreshed by the sweeping superqueuer (autovacuum, with lzq's 2% setting, does it long before
+#: where it runs). PL/pgSQL keeps a generic plan per statement for a session's life and replans only
+#: when statistics change: daemons that started on an empty table kept sequential scans for their
+#: primary-key lookups as it grew (start 9 ms, finish 20 ms, claim 5.8 ms at 20,000 rows instead of
+#: 0.7, 0.7 and 0.9), and benchmarks/soak.py's drain fell from 1,000 to 200 jobs/s within a minute.
+STALE_STATISTICS_ROWS = 1000
+_STALENESS = """
+    SELECT s.n_mod_since_analyze > %s + greatest(c.reltuples, 0)
+      FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+     WHERE c.oid = 'lzq_jobs'::regclass"""
+
+
+def analyze_if_stale(conn: Any) -> bool:
+    """ANALYZE lzq_jobs if its statistics are far out of date; True if it did. ``conn`` autocommit.
+
+    Without the privilege (only the table's owner may), PostgreSQL skips it with a warning.
+    """
+    [(stale,)] = db.fetch(conn, _STALENESS, (STALE_STATISTICS_ROWS,))
+    if stale:
+        db.fetch(conn, "ANALYZE lzq_jobs")
+    return bool(stale)
+
+
 def prune_all(conn: Any, older_than: str, batch: int = CLI_BATCH) -> int:
     """Call lzq_prune until a batch comes back short, each batch its own transaction (``conn`` is
     autocommit); returns the rows deleted in all (jobs and buffer records).

@@ -178,6 +178,8 @@ class Superqueuer:
         # After publishing, in its own short transaction: a batch of deletes never delays a
         # dispatch, and pruning is no work that should keep the loop from sleeping.
         self._pruner.run_once(self._conn)
+        if sweeping and maintenance.analyze_if_stale(self._conn):
+            self.log.info("statistics_refreshed", table="lzq_jobs")
         return published + moved
 
     def _size_margin(self) -> None:
