@@ -36,3 +36,44 @@ def test_a_small_change_is_left_to_autovacuum(conn):
     wait_for_counters(conn)
     assert maintenance.analyze_if_stale(conn) is False
     assert reltuples(conn) < 0
+
+
+def test_plans_cached_while_the_table_was_empty_are_replanned_after_the_sweep(settings, conn, dsn):
+    """A daemon's session caches generic plans on an empty lzq_jobs; once the table has grown, the
+    sweeping superqueuer's ANALYZE makes that same session look jobs up by primary key again."""
+    daemon = psycopg.connect(dsn, autocommit=True)
+    daemon.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 16)")
+    for _ in range(12):  # past PostgreSQL's five custom plans: the generic ones are kept from here on
+        conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 2),))
+        claimed = daemon.execute("SELECT id, dispatch_token FROM lzq_claim(2)").fetchall()
+        daemon.execute(
+            "SELECT * FROM lzq_start('w1', %s)", (Jsonb([{"id": i, "token": str(t)} for i, t in claimed]),)
+        )
+        reports = [{"id": i, "attempt": 1, "outcome": "succeeded"} for i, _ in claimed]
+        daemon.execute("SELECT * FROM lzq_finish('w1', %s)", (Jsonb(reports),))
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 5000),))
+    claimed = daemon.execute("SELECT id, dispatch_token FROM lzq_claim(4)").fetchall()
+    wait_for_counters(conn)
+
+    def start_plans(pair: list[tuple]) -> list[str]:
+        notices: list[str] = []
+        daemon.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        daemon.execute("LOAD 'auto_explain'")
+        daemon.execute("SET auto_explain.log_min_duration = 0")
+        daemon.execute("SET auto_explain.log_nested_statements = on")
+        daemon.execute("SET auto_explain.log_level = 'notice'")
+        daemon.execute(
+            "SELECT * FROM lzq_start('w1', %s)", (Jsonb([{"id": i, "token": str(t)} for i, t in pair]),)
+        )
+        daemon.execute("SET auto_explain.log_min_duration = -1")
+        return [n for n in notices if "UPDATE lzq_jobs" in n]
+
+    assert any("Seq Scan on lzq_jobs" in plan for plan in start_plans(claimed[:2]))  # the trap, as it was
+    superqueuer = Superqueuer(settings)
+    try:
+        superqueuer.run_once()  # the first pass sweeps: the table is analyzed
+    finally:
+        superqueuer._close()
+    plans = start_plans(claimed[2:])
+    assert plans and not any("Seq Scan on lzq_jobs" in plan for plan in plans), plans
+    daemon.close()
