@@ -72,3 +72,9 @@ class Fail(LzqError):  # noqa: N818 - control flow, named for what the handler a
 
     def __init__(self, reason: str = "failed by handler"):
         super().__init__(reason)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message without the lines after the first (PostgreSQL's CONTEXT, a
+    traceback's tail); its class name if it has no message."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

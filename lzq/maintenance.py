@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from lzq import db
-from lzq.errors import ConfigurationError, InvalidArgument
+from lzq.errors import ConfigurationError, InvalidArgument, first_line
 
 #: How often a superqueuer prunes while the previous batch left nothing behind: the table holds one
 #: retention plus up to this long of finished jobs (an empty turn costs one ~1 ms statement).
@@ -66,7 +66,7 @@ class Pruner:
             [(deleted,)] = db.fetch(conn, PRUNE_UNLESS_BUSY, (self.retention, self.batch))
         except (InvalidArgument, *db.DATA_ERRORS) as exc:
             raise ConfigurationError(
-                f"LZQ_RETENTION={self.retention!r} is not a usable PostgreSQL interval: {_first_line(exc)}"
+                f"LZQ_RETENTION={self.retention!r} is not a usable PostgreSQL interval: {first_line(exc)}"
             ) from None
         full = deleted is not None and deleted >= self.batch
         self._next_at = time.monotonic() + (self.backlog_interval_s if full else self.interval_s)
@@ -113,13 +113,8 @@ def prune_all(conn: Any, older_than: str, batch: int = CLI_BATCH) -> int:
         except db.DATA_ERRORS as exc:
             raise InvalidArgument(
                 "older_than",
-                f"older_than: cannot read {older_than!r} as a PostgreSQL interval ({_first_line(exc)})",
+                f"older_than: cannot read {older_than!r} as a PostgreSQL interval ({first_line(exc)})",
             ) from None
         total += deleted
         if deleted < batch:
             return total
-
-
-def _first_line(exc: BaseException) -> str:
-    """The server's message without its CONTEXT lines."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

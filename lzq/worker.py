@@ -18,7 +18,7 @@ from typing import Any
 from lzq import amqp, db, failpoints, log
 from lzq.backoff import Backoff
 from lzq.config import Settings
-from lzq.errors import Fail, Retry, UnknownHandler
+from lzq.errors import Fail, Retry, UnknownHandler, first_line
 from lzq.job import Job
 from lzq.registry import Registry, default_registry
 
@@ -390,7 +390,7 @@ class Worker:
         hands it back. A refused start is dropped like a stale delivery: the dispatch lease
         expires and the sweep makes the job ready again.
         """
-        reason = _first_line(exc)
+        reason = first_line(exc)
         if reports:
             report = reports[0]
             self.log.error("report_refused", job_id=report["id"], error=reason)
@@ -494,10 +494,6 @@ def _storable(report: dict[str, Any]) -> dict[str, Any]:
     if "\x00" in report.get("error", ""):
         report = {**report, "error": report["error"].replace("\x00", "\\x00")}
     return report
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _describe(exc: BaseException) -> str:
