@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 
 from lzq import maintenance
 from lzq.superqueuer import Superqueuer
+from tests.sql.helpers import explained
 
 
 def reltuples(conn: psycopg.Connection) -> float:
@@ -56,17 +57,9 @@ def test_plans_cached_while_the_table_was_empty_are_replanned_after_the_sweep(se
     wait_for_counters(conn)
 
     def start_plans(pair: list[tuple]) -> list[str]:
-        notices: list[str] = []
-        daemon.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        daemon.execute("LOAD 'auto_explain'")
-        daemon.execute("SET auto_explain.log_min_duration = 0")
-        daemon.execute("SET auto_explain.log_nested_statements = on")
-        daemon.execute("SET auto_explain.log_level = 'notice'")
-        daemon.execute(
-            "SELECT * FROM lzq_start('w1', %s)", (Jsonb([{"id": i, "token": str(t)} for i, t in pair]),)
-        )
-        daemon.execute("SET auto_explain.log_min_duration = -1")
-        return [n for n in notices if "UPDATE lzq_jobs" in n]
+        deliveries = Jsonb([{"id": i, "token": str(t)} for i, t in pair])
+        _, plans = explained(daemon, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
+        return [plan for plan in plans if "UPDATE lzq_jobs" in plan]
 
     assert any("Seq Scan on lzq_jobs" in plan for plan in start_plans(claimed[:2]))  # the trap, as it was
     superqueuer = Superqueuer(settings)

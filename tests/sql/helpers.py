@@ -249,3 +249,24 @@ def wait_until_done_or_blocked(conn: Conn, blocked: Conn, future: Any, timeout_s
             return True
         time.sleep(0.01)
     raise AssertionError(f"backend {pid} neither finished nor blocked within {timeout_s}s")
+
+
+def explained(conn: Conn, sql: str, params: object = None) -> tuple[list, list[str]]:
+    """Run one statement with auto_explain reporting, as NOTICEs, the plan of every statement it
+    runs (those inside PL/pgSQL functions too); returns (its rows, those plans)."""
+    notices: list[str] = []
+
+    def collect(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+
+    conn.add_notice_handler(collect)
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("SET auto_explain.log_min_duration = 0")
+    conn.execute("SET auto_explain.log_nested_statements = on")
+    conn.execute("SET auto_explain.log_level = 'notice'")
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        conn.remove_notice_handler(collect)
+    return rows, notices

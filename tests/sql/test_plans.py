@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.sql.helpers import explained
+
 # Mid-sized on purpose: at a few tens of thousands of rows a hash join over a sequential scan looks
 # cheap to the planner, and that is where a statement without a usable index shows it.
 BACKLOG = 10_000
@@ -36,27 +38,13 @@ def seeded(conn: psycopg.Connection) -> psycopg.Connection:
     return conn
 
 
-def _plans(conn: psycopg.Connection, sql: str, params: object = None) -> tuple[list, list[str]]:
-    notices: list[str] = []
-    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-    conn.execute("LOAD 'auto_explain'")
-    conn.execute("SET auto_explain.log_min_duration = 0")
-    conn.execute("SET auto_explain.log_nested_statements = on")
-    conn.execute("SET auto_explain.log_level = 'notice'")
-    try:
-        rows = conn.execute(sql, params).fetchall()
-    finally:
-        conn.execute("SET auto_explain.log_min_duration = -1")
-    return rows, notices
-
-
 def _no_seq_scan_of_jobs(plans: list[str]) -> None:
     offending = [p for p in plans if "Seq Scan on lzq_jobs" in p]
     assert not offending, "sequential scan of lzq_jobs:\n" + "\n---\n".join(offending)
 
 
 def test_claim_start_finish_use_indexes_only(seeded):
-    claimed, plans = _plans(seeded, "SELECT * FROM lzq_claim(500)")
+    claimed, plans = explained(seeded, "SELECT * FROM lzq_claim(500)")
     assert len(claimed) == 17  # 16 slots + 1 margin
     _no_seq_scan_of_jobs(plans)
     update = next(
@@ -65,10 +53,10 @@ def test_claim_start_finish_use_indexes_only(seeded):
     assert "lzq_jobs_pkey" in update  # the claimed rows by primary key, not by rescanning the ready index
 
     deliveries = Jsonb([{"id": i, "token": str(t)} for i, t, _ in claimed])
-    started, plans = _plans(seeded, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
+    started, plans = explained(seeded, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
     _no_seq_scan_of_jobs(plans)
     reports = Jsonb([{"id": row[0], "attempt": row[8], "outcome": "succeeded"} for row in started])
-    _, plans = _plans(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
+    _, plans = explained(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
     _no_seq_scan_of_jobs(plans)
 
 
@@ -87,7 +75,7 @@ def test_claim_start_finish_use_indexes_only(seeded):
     ],
 )
 def test_push_promote_sweep_cancel_use_indexes_only(seeded, sql):
-    _, plans = _plans(seeded, sql)
+    _, plans = explained(seeded, sql)
     assert plans, "auto_explain reported nothing"
     _no_seq_scan_of_jobs(plans)
 
@@ -101,7 +89,7 @@ def test_claim_reads_its_batch_and_a_push_one_flow_tail_whatever_the_backlog(see
         """)  # no ANALYZE: statistics that missed the burst must not change the claim's plan
     seeded.execute("LOAD 'auto_explain'")
     seeded.execute("SET auto_explain.log_analyze = on")
-    claimed, plans = _plans(seeded, "SELECT * FROM lzq_claim(500)")
+    claimed, plans = explained(seeded, "SELECT * FROM lzq_claim(500)")
     assert len(claimed) == 17
     pick = next(p for p in plans if "lzq_jobs_dispatch_idx" in p)
     rows_read = [
@@ -109,7 +97,7 @@ def test_claim_reads_its_batch_and_a_push_one_flow_tail_whatever_the_backlog(see
     ]
     assert rows_read and max(rows_read) <= 17, pick
 
-    _, plans = _plans(seeded, "SELECT lzq_push('tenant', '{}', '{\"fairness_key\": \"t7\"}')")
+    _, plans = explained(seeded, "SELECT lzq_push('tenant', '{}', '{\"fairness_key\": \"t7\"}')")
     tail = next(p for p in plans if "lzq_jobs_flow_last_idx" in p)
     assert re.search(r"Index Only Scan Backward using lzq_jobs_flow_last_idx .*actual .*rows=1 ", tail), tail
     _no_seq_scan_of_jobs(plans)
@@ -126,9 +114,9 @@ def test_start_and_finish_read_only_their_own_jobs_whatever_is_in_flight(seeded)
 
     job_id, token = claimed[0]
     deliveries = Jsonb([{"id": job_id, "token": str(token)}])
-    [started], plans = _plans(seeded, "SELECT * FROM lzq_start('w2', %s)", (deliveries,))
+    [started], plans = explained(seeded, "SELECT * FROM lzq_start('w2', %s)", (deliveries,))
     reports = Jsonb([{"id": job_id, "attempt": started[8], "outcome": "succeeded"}])
-    [finished], finish_plans = _plans(seeded, "SELECT * FROM lzq_finish('w2', %s)", (reports,))
+    [finished], finish_plans = explained(seeded, "SELECT * FROM lzq_finish('w2', %s)", (reports,))
 
     assert finished == (job_id, "succeeded")
     for plan in plans + finish_plans:
