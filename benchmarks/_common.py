@@ -82,6 +82,26 @@ def add_dsn_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_prefetch_margin_option(parser: argparse.ArgumentParser) -> None:
+    """``--prefetch-margin K``: ``LZQ_PREFETCH_MARGIN`` for the daemons (see ``daemon_settings``)."""
+    parser.add_argument(
+        "--prefetch-margin",
+        type=int,
+        help="LZQ_PREFETCH_MARGIN for the daemons: extra jobs per worker beyond its slots (default: auto)",
+    )
+
+
+def daemon_settings(args: argparse.Namespace) -> dict[str, object]:
+    """lzq Settings the command line overrides for the daemons (sent as LZQ_* variables): only
+    ``--prefetch-margin``, and only when given; otherwise lzq's default applies."""
+    return {} if args.prefetch_margin is None else {"prefetch_margin": args.prefetch_margin}
+
+
+def describe_margin(args: argparse.Namespace) -> object:
+    """``--prefetch-margin`` as the scripts print it in their first line."""
+    return daemon_settings(args).get("prefetch_margin", "lzq default")
+
+
 def maintenance_conninfo(dsn: str | None) -> str:
     """Conninfo of a database we may CREATE DATABASE from: ``--dsn`` or PGHOST/PGPORT/PGUSER."""
     if dsn:

@@ -48,7 +48,10 @@ from benchmarks._common import (  # noqa: E402
     Daemons,
     ScratchDatabase,
     add_dsn_option,
+    add_prefetch_margin_option,
+    daemon_settings,
     delete_amqp_queues,
+    describe_margin,
     median,
     new_amqp_prefix,
     print_environment,
@@ -153,7 +156,7 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
     """One rate on a fresh database and RabbitMQ prefix, with fresh daemons."""
     warmup, count = round(rate * args.warmup_s), max(1, round(rate * args.duration_s))
     prefix = new_amqp_prefix()
-    settings = {} if args.prefetch_margin is None else {"prefetch_margin": args.prefetch_margin}
+    settings = daemon_settings(args)
     try:
         with (
             ScratchDatabase(args.dsn) as scratch,
@@ -314,9 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs; the table shows medians (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=8, help="slots per worker (default 8)")
-    parser.add_argument(
-        "--prefetch-margin", type=int, help="LZQ_PREFETCH_MARGIN for the daemons (lzq default: auto)"
-    )
+    add_prefetch_margin_option(parser)
     parser.add_argument(
         "--stall-s", type=float, default=30.0, help="give up after this long without progress"
     )
@@ -337,7 +338,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print_environment(args.dsn)
-    margin = "lzq default" if args.prefetch_margin is None else args.prefetch_margin
+    margin = describe_margin(args)
     say(
         f"latency: single pushes at {', '.join(f'{r:g}' for r in args.rate_list)} jobs/s for "
         f"{args.duration_s:g} s each after {args.warmup_s:g} s warm-up; 1 superqueuer + {args.workers} "

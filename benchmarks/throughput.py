@@ -28,8 +28,11 @@ from benchmarks._common import (  # noqa: E402
     Daemons,
     ScratchDatabase,
     add_dsn_option,
+    add_prefetch_margin_option,
     cpu_by_command,
+    daemon_settings,
     delete_amqp_queues,
+    describe_margin,
     fmt_rate,
     median,
     new_amqp_prefix,
@@ -74,11 +77,6 @@ def measure_push_many(client: Client, count: int, batch: int) -> float:
     for first in range(0, count, batch):
         client.push_many([("noop", {"n": i}) for i in range(first, min(count, first + batch))])
     return count / (time.perf_counter() - started)
-
-
-def daemon_settings(args: argparse.Namespace) -> dict[str, object]:
-    """lzq Settings the command line overrides for the daemons (sent as LZQ_* variables)."""
-    return {} if args.prefetch_margin is None else {"prefetch_margin": args.prefetch_margin}
 
 
 def start_profilers(daemons: Daemons, out_dir: str, index: int) -> list[subprocess.Popen]:
@@ -256,11 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=8, help="slots per worker (default 8)")
     parser.add_argument("--runs", type=int, default=3, help="runs, each on a fresh database (default 3)")
-    parser.add_argument(
-        "--prefetch-margin",
-        type=int,
-        help="LZQ_PREFETCH_MARGIN for the daemons: extra jobs per worker beyond its slots (default: auto)",
-    )
+    add_prefetch_margin_option(parser)
     parser.add_argument("--batch", type=int, default=1000, help="push_many batch size (default 1000)")
     parser.add_argument(
         "--push-jobs", type=int, default=2000, help="single pushes timed per run (default 2000)"
@@ -289,7 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print_environment(args.dsn)
-    margin = "lzq default" if args.prefetch_margin is None else args.prefetch_margin
+    margin = describe_margin(args)
     say(
         f"throughput: {args.jobs} no-op jobs, 1 superqueuer + {args.workers} workers "
         f"x {args.concurrency} slots (prefetch margin {margin}), {args.runs} run(s)"
