@@ -83,6 +83,7 @@ class Superqueuer:
         self._fixed_margin = settings.fixed_prefetch_margin
         self.margin = 1 if self._fixed_margin is None else self._fixed_margin
         self._next_margin_at = 0.0
+        self._next_statistics_check = 0.0
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -178,8 +179,12 @@ class Superqueuer:
         # After publishing, in its own short transaction: a batch of deletes never delays a
         # dispatch, and pruning is no work that should keep the loop from sleeping.
         self._pruner.run_once(self._conn)
-        if sweeping and maintenance.analyze_if_stale(self._conn):
-            self.log.info("statistics_refreshed", table="lzq_jobs")
+        if time.monotonic() >= self._next_statistics_check:
+            # Once a second, not once a sweep: a burst of pushes right after the daemons started
+            # would otherwise run on plans made for an empty table until the next sweep.
+            self._next_statistics_check = time.monotonic() + maintenance.STATISTICS_CHECK_EVERY_S
+            if maintenance.analyze_if_stale(self._conn):
+                self.log.info("statistics_refreshed", table="lzq_jobs")
         return published + moved
 
     def _size_margin(self) -> None:

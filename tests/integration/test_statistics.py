@@ -1,4 +1,4 @@
-"""The sweeping superqueuer refreshes lzq_jobs statistics that are far out of date, so the
+"""A superqueuer refreshes lzq_jobs statistics that are far out of date, so the
 daemons' cached plans (made when the table was small) are replanned as it grows."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_a_table_grown_far_past_its_statistics_is_analyzed_once(settings, conn):
     wait_for_counters(conn)
     superqueuer = Superqueuer(settings)
     try:
-        superqueuer.run_once()  # the first pass sweeps
+        superqueuer.run_once()  # the first pass looks at the statistics
     finally:
         superqueuer._close()
     assert reltuples(conn) == 1500
@@ -39,9 +39,9 @@ def test_a_small_change_is_left_to_autovacuum(conn):
     assert reltuples(conn) < 0
 
 
-def test_plans_cached_while_the_table_was_empty_are_replanned_after_the_sweep(settings, conn, dsn):
+def test_plans_cached_while_the_table_was_empty_are_replanned_after_a_superqueuer_pass(settings, conn, dsn):
     """A daemon's session caches generic plans on an empty lzq_jobs; once the table has grown, the
-    sweeping superqueuer's ANALYZE makes that same session look jobs up by primary key again."""
+    superqueuer's ANALYZE makes that same session look jobs up by primary key again."""
     daemon = psycopg.connect(dsn, autocommit=True)
     daemon.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 16)")
     for _ in range(12):  # past PostgreSQL's five custom plans: the generic ones are kept from here on
@@ -64,7 +64,7 @@ def test_plans_cached_while_the_table_was_empty_are_replanned_after_the_sweep(se
     assert any("Seq Scan on lzq_jobs" in plan for plan in start_plans(claimed[:2]))  # the trap, as it was
     superqueuer = Superqueuer(settings)
     try:
-        superqueuer.run_once()  # the first pass sweeps: the table is analyzed
+        superqueuer.run_once()  # the first pass looks at the statistics: the table is analyzed
     finally:
         superqueuer._close()
     plans = start_plans(claimed[2:])
