@@ -105,24 +105,6 @@ def fetch_pipelined(conn: psycopg.Connection, statements: list[tuple[str, Any]])
         return [cur.fetchall() if cur.description else [] for cur in cursors]
 
 
-def fetch_in_transaction(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
-    """Like ``fetch_pipelined``, but all statements in one transaction: one round trip, one commit.
-
-    BEGIN and COMMIT travel in the pipeline as plain statements (psycopg's ``transaction()`` inside
-    a pipeline waits for the server at each end: 3.5x slower here). ``conn`` must be autocommit and
-    idle. On an error the transaction is rolled back (if the connection still stands) and the error
-    raised: nothing of the batch is committed.
-    """
-    try:
-        results = fetch_pipelined(conn, [("BEGIN", None), *statements, ("COMMIT", None)])
-    except BaseException:
-        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
-        raise
-    return results[1:-1]
-
-
 class Listener:
     """A dedicated connection LISTENing on the lzq channel; ``wait`` returns the payloads received."""
 

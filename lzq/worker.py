@@ -46,11 +46,11 @@ class Worker:
     A stale or duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM)
     cancels the consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
 
-    One thread, the ledger, talks to PostgreSQL for all jobs: each of its transactions records
-    every report waiting and starts as many waiting deliveries as there are free slots (a slot
-    freed by a report in the batch counts), so a busy worker pays one commit per batch, not two
-    per job, and a slot goes from one job to the next in a single round trip. An idle worker's
-    lone delivery or report goes at once: there is no timer.
+    One thread, the ledger, talks to PostgreSQL for all jobs: each of its transactions (one
+    ``lzq_finish_and_start`` statement) records every report waiting and starts as many waiting
+    deliveries as there are free slots (a slot freed by a report in the batch counts), so a busy
+    worker pays one commit per batch, not two per job, and a slot goes from one job to the next in
+    a single round trip. An idle worker's lone delivery or report goes at once: there is no timer.
     """
 
     def __init__(
@@ -333,35 +333,25 @@ class Worker:
     def _commit_ledger_batch(
         self, reports: list[dict[str, Any]], starts: list[tuple[int, str]]
     ) -> tuple[dict[int, str], dict[int, tuple]]:
-        """One transaction: ``lzq_finish`` for the reports, ``lzq_start`` for the deliveries.
+        """One statement, one transaction: ``lzq_finish_and_start`` (reports, then deliveries).
 
         Returns (job id → new status of each report applied, job id → row of each job started).
-        Outages are waited out with backoff on a new connection: both functions are idempotent for
-        a retry by the same worker.
+        Outages are waited out with backoff on a new connection: the function is idempotent for a
+        retry by the same worker.
         """
-        statements: list[tuple[str, object]] = []
-        if reports and starts:
-            # Both functions lock their own rows in id order; lock the union first, so the two lock
-            # rounds can't deadlock with a push that locks several of these jobs in order.
-            ids = sorted([report["id"] for report in reports] + [job_id for job_id, _ in starts])
-            statements.append(("SELECT FROM lzq_jobs WHERE id = ANY (%s) ORDER BY id FOR UPDATE", (ids,)))
-        if reports:
-            statements.append(("SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports))))
-        if starts:
-            deliveries = [{"id": job_id, "token": token} for job_id, token in starts]
-            statements.append(("SELECT * FROM lzq_start(%s, %s)", (self.worker_id, db.json(deliveries))))
+        deliveries = [{"id": job_id, "token": token} for job_id, token in starts]
         backoff = Backoff()
         while True:
             try:
                 if self._ledger_conn is None or self._ledger_conn.closed:
                     self._ledger_conn = db.connect(self.settings.dsn, application_name="lzq-worker-ledger")
-                if len(statements) == 1:  # one statement is its own transaction: no BEGIN/COMMIT
-                    results = [db.fetch(self._ledger_conn, *statements[0])]
-                else:
-                    results = db.fetch_in_transaction(self._ledger_conn, statements)
-                started = results.pop() if starts else []
-                finished = results.pop() if reports else []
-                return dict(finished), {row[0]: row for row in started}
+                rows = db.fetch(
+                    self._ledger_conn,
+                    "SELECT * FROM lzq_finish_and_start(%s, %s, %s)",
+                    (self.worker_id, db.json(reports), db.json(deliveries)),
+                )
+                applied = {row[0]: row[1] for row in rows if row[1] != "running"}
+                return applied, {row[0]: row for row in rows if row[1] == "running"}
             except db.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
                 self.log.warning(
@@ -407,6 +397,7 @@ class Worker:
     def _execute(self, row: tuple) -> dict[str, Any]:
         (
             job_id,
+            _status,
             _token,
             job_name,
             params,
@@ -415,7 +406,6 @@ class Worker:
             fairness_key,
             max_failures,
             attempt,
-            _created_at,
         ) = row
         options = {
             "id": job_id,
