@@ -323,6 +323,9 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._consumer_tags: list[str] = []
+        # Delivery tags of the current channel not acked yet, oldest first (a dict as an ordered
+        # set); touched only on the consuming thread.
+        self._unacked: dict[int, None] = {}
         self.generation = 0
 
     def connect(self) -> None:
@@ -333,18 +336,17 @@ class Consumer:
         quorum = any(queue_arguments(queue_name) for queue_name in self._queues)
         self._channel.basic_qos(prefetch_count=self._prefetch, global_qos=not quorum)
         self.generation += 1
-        generation = self.generation
+        self._unacked.clear()
         for queue_name in self._queues:
             queue = queue_for(self._prefix, queue_name)
             _declare(self._channel, queue, queue_arguments(queue_name))
             self._consumer_tags.append(
-                self._channel.basic_consume(
-                    queue,
-                    lambda _ch, method, _props, body: self._on_message(
-                        Delivery(method.delivery_tag, generation, body)
-                    ),
-                )
+                self._channel.basic_consume(queue, functools.partial(self._deliver, self.generation))
             )
+
+    def _deliver(self, generation: int, _channel: Any, method: Any, _properties: Any, body: bytes) -> None:
+        self._unacked[method.delivery_tag] = None
+        self._on_message(Delivery(method.delivery_tag, generation, body))
 
     @property
     def is_open(self) -> bool:
@@ -375,12 +377,32 @@ class Consumer:
             connection.add_callback_threadsafe(functools.partial(self._ack_all, current))
 
     def _ack_all(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            self._ack(delivery)
+        if self._channel is None or not self._channel.is_open:
+            return
+        tags = sorted(d.tag for d in deliveries if d.generation == self.generation)
+        # The oldest unacked deliveries, as far as all of them are in this batch, go as one frame
+        # (``multiple``): jobs mostly finish in the order they came, so a batch is mostly one ack.
+        acked = set(tags)
+        upto = None
+        for tag in self._unacked:
+            if tag not in acked:
+                break
+            upto = tag
+        if upto is not None:
+            self._channel.basic_ack(upto, multiple=True)
+        for tag in tags:
+            if upto is None or tag > upto:
+                self._channel.basic_ack(tag)
+            self._unacked.pop(tag, None)
 
     def _ack(self, delivery: Delivery, multiple: bool = False) -> None:
         if delivery.generation == self.generation and self._channel is not None and self._channel.is_open:
             self._channel.basic_ack(delivery.tag, multiple=multiple)
+            if multiple:
+                for tag in [t for t in self._unacked if t <= delivery.tag]:
+                    del self._unacked[tag]
+            else:
+                self._unacked.pop(delivery.tag, None)
 
     def cancel(self) -> None:
         """Stop receiving new messages; unacked ones stay ours until acked or the channel closes."""

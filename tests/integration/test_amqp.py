@@ -92,5 +92,36 @@ def test_acks_for_a_previous_channel_are_skipped_after_reconnect(amqp_prefix):
         consumer.close()
 
 
+def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
+    # It acks the oldest run with one `multiple` frame: that must never cover a delivery not given.
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    received: list[amqp.Delivery] = []
+    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
+    consumer.connect()
+    try:
+        publisher.publish_many([("default", i, "t") for i in range(8)])
+        _drain(consumer, received, 8)
+        by_id = {amqp.decode(d.body)[0]: d for d in received}
+        acked = threading.Thread(target=consumer.ack_many, args=([by_id[i] for i in (1, 0, 3, 6)],))
+        acked.start()
+        acked.join()
+        consumer.process(0.2)
+        consumer.ack_many([by_id[4]])
+        consumer.process(0.2)
+        consumer.close()  # RabbitMQ requeues what is still unacked
+        received.clear()
+        consumer.connect()
+        _drain(consumer, received, 3)
+        consumer.process(0.2)
+        assert sorted(amqp.decode(d.body)[0] for d in received) == [2, 5, 7]
+        consumer.ack_many(received)
+        consumer.process(0.2)
+        consumer.close()
+        assert _ready_count(amqp_prefix) == 0
+    finally:
+        publisher.close()
+        consumer.close()
+
+
 def test_queue_depth_of_missing_queue_is_zero(amqp_prefix):
     assert _ready_count(amqp_prefix, "never-declared") == 0
