@@ -99,6 +99,8 @@ def fetch_pipelined(conn: psycopg.Connection, statements: list[tuple[str, Any]])
 
     On an autocommit connection each statement is still its own transaction, run in order.
     """
+    if len(statements) == 1:  # pipeline mode costs a lone statement client CPU and gains nothing
+        return [fetch(conn, *statements[0])]
     with translated_errors():
         with conn.pipeline():
             cursors = [conn.execute(sql, params) for sql, params in statements]

@@ -22,6 +22,11 @@ from lzq.registry import Registry, default_registry
 CHECKS_BATCH = 100
 CHECK_LEASE_S = 30
 
+#: Promotion of due scheduled jobs and the due readiness checks run at most this often. A busy
+#: superqueuer passes every few milliseconds (a pass per freed slot), and those two statements
+#: cost a pass that only claims about half again; a job falling due waits at most this much longer.
+PROMOTE_EVERY_S = 0.01
+
 #: LZQ_PREFETCH_MARGIN=auto keeps about this much work queued on each slot beyond its running job:
 #: the time a freed slot takes to be refilled (finish, claim, publish, start) on a loaded machine.
 #: Measured (benchmarks/fairness.py, 20 ms jobs, 2 x 8 slots): a margin of 1 left slots idle 40% of
@@ -74,7 +79,9 @@ class Superqueuer:
             settings.amqp_url, settings.amqp_prefix, name=f"lzq-superqueuer {self.superqueuer_id}"
         )
         self._next_sweep = 0.0
-        self._next_due_in_s: float | None = None
+        self._next_promote_at = 0.0
+        self._promoted = False  # whether the last pass promoted and evaluated checks
+        self._next_due_at: float | None = None  # monotonic time the next scheduled job falls due
         self._idle = False  # our lzq_superqueuers.idle, as last written
         self._backlog = False  # the last pass filled a claim batch
         self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
@@ -127,16 +134,19 @@ class Superqueuer:
             return
         if not self._idle and self.run_once(idle=True):
             return
-        timeout = min(self.settings.poll_interval_s, max(0.0, self._next_sweep - time.monotonic()))
-        if self._next_due_in_s is not None:
-            timeout = min(timeout, self._next_due_in_s)
+        wake_at = [self._next_sweep]
+        if self._next_due_at is not None:
+            wake_at.append(self._next_due_at)
+        if not self._promoted:  # jobs may have fallen due since the last promotion
+            wake_at.append(self._next_promote_at)
+        timeout = min(self.settings.poll_interval_s, max(0.0, min(wake_at) - time.monotonic()))
         self._listener.wait(timeout)
 
     def run_once(self, idle: bool | None = None) -> int:
         """One pass; returns how many jobs it published or moved on by readiness checks.
 
-        Sweep (when due), promote, due readiness checks and claim go to PostgreSQL in one round
-        trip; so does the idle flag when ``idle`` is given.
+        Sweep (when due), promote and due readiness checks (at most every PROMOTE_EVERY_S) and
+        claim go to PostgreSQL in one round trip; so does the idle flag when ``idle`` is given.
         """
         self._connect()
         self._size_margin()
@@ -150,8 +160,11 @@ class Superqueuer:
             statements.append(("SELECT * FROM lzq_recur_cron_due(%s)", (recurrence.CRON_REFILL_BELOW,)))
             statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
             self._next_sweep = time.monotonic() + self.settings.sweep_interval_s
-        statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
-        statements.append(("SELECT * FROM lzq_checks_due(%s, %s)", (CHECKS_BATCH, CHECK_LEASE_S)))
+        self._promoted = sweeping or time.monotonic() >= self._next_promote_at
+        if self._promoted:
+            self._next_promote_at = time.monotonic() + PROMOTE_EVERY_S
+            statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
+            statements.append(("SELECT * FROM lzq_checks_due(%s, %s)", (CHECKS_BATCH, CHECK_LEASE_S)))
         statements.append(
             (
                 "SELECT * FROM lzq_claim(%s, %s, %s, %s)",
@@ -167,13 +180,16 @@ class Superqueuer:
         claimed = results.pop()
         if claimed:
             failpoints.hit("after_claim_commit")
-        checks_due = results.pop()
-        [(promoted_count, self._next_due_in_s)] = results.pop()
+        checks_due = []
+        if self._promoted:
+            checks_due = results.pop()
+            [(promoted_count, next_due_in_s)] = results.pop()
+            self._next_due_at = None if next_due_in_s is None else time.monotonic() + next_due_in_s
+            if promoted_count:
+                self.log.debug("jobs_promoted", count=promoted_count)
         if sweeping:
             self._log_swept(results.pop())
             self._extend_cron_times(results.pop())
-        if promoted_count:
-            self.log.debug("jobs_promoted", count=promoted_count)
         published = self._publish(claimed) if claimed else 0
         moved = self._evaluate_checks(checks_due) if checks_due else 0
         # After publishing, in its own short transaction: a batch of deletes never delays a

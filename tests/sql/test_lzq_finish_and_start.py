@@ -33,7 +33,9 @@ def succeeded(job_id, attempt=1):
 
 def test_one_call_records_the_reports_and_starts_the_deliveries_in_one_transaction(conn):
     ended, _ = running_job(conn, "w1")
-    waiting, token = dispatched_job(conn, "w1", "mailer", queue_name="default", priority=-2, fairness_key="t1")
+    waiting, token = dispatched_job(
+        conn, "w1", "mailer", queue_name="default", priority=-2, fairness_key="t1"
+    )
     conn.execute('UPDATE lzq_jobs SET params = \'{"to": "a@b.c"}\' WHERE id = %s', (waiting,))
     rows = finish_and_start(conn, "w1", [succeeded(ended)], (waiting, token))
     report_row, start_row = rows
