@@ -370,6 +370,9 @@ def _prepare(
     Validation of values stays in SQL (one set of rules for every language); this only merges the
     options dict with keywords, converts dict job names and datetimes, and serialises.
     """
+    if (job_options is None or job_options == {}) and not keywords and type(job_name) is str:
+        # The common push, without options: nothing to merge or convert.
+        return job_name, _json_text({} if job_params is None else job_params, "job_params"), "{}"
     if job_options is not None and not isinstance(job_options, Mapping):
         raise InvalidArgument("job_options", f"job_options: must be a dict, got {type(job_options).__name__}")
     options = dict(job_options or {})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from tests.sql.helpers import count_jobs, job, push_many, raises_invalid
@@ -77,3 +80,40 @@ def test_push_many_rejects_anything_but_an_array(conn):
     with raises_invalid("jobs"):
         conn.execute("SELECT * FROM lzq_push_many(NULL)")
     assert count_jobs(conn) == 0
+
+
+_names = st.text(st.sampled_from("ab #é\t"), min_size=0, max_size=6) | st.sampled_from(["x" * 255, "x" * 256])
+_params = st.none() | st.dictionaries(st.sampled_from("kn"), st.integers(-3, 3) | st.text("ab", max_size=2))
+_element = st.fixed_dictionaries(
+    {"job_name": _names},
+    optional={"job_params": _params, "job_options": st.sampled_from([None, {}])},
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(_element, min_size=1, max_size=6), queued=st.integers(0, 2))
+def test_a_batch_without_options_gets_the_rows_and_errors_the_per_job_validation_gives(conn, batch, queued):
+    # lzq_push_many builds a batch without options set-based; one element with an option sends the
+    # whole batch through the per-job loop. Here the same jobs go both ways from the same state (an
+    # option that changes nothing: priority 0): rows (ids aside) and errors must be equal.
+    conn.execute("TRUNCATE lzq_jobs CASCADE")
+    push_many(conn, [{"job_name": "a"}] * queued)  # a flow with a tail: its tags continue from it
+    looped = [{**element, "job_options": {"priority": 0}} for element in batch]
+
+    def outcome(jobs):
+        conn.execute("BEGIN")
+        try:
+            ids = push_many(conn, jobs)
+            rows = conn.execute(
+                "SELECT to_jsonb(j) - 'id' - 'created_at' - 'run_at' FROM lzq_jobs AS j"
+                " WHERE id = ANY (%s) ORDER BY id",
+                (ids,),
+            ).fetchall()
+            assert ids == sorted(ids)
+            return [row[0] for row in rows]
+        except psycopg.errors.InvalidParameterValue as exc:
+            return (exc.diag.column_name, exc.diag.message_primary)
+        finally:
+            conn.execute("ROLLBACK")
+
+    assert outcome(batch) == outcome(looped)
