@@ -1,8 +1,9 @@
 """RabbitMQ access: the only module that imports pika (publishing with confirms, consuming).
 
-RabbitMQ only delivers ``{"id", "token"}``; PostgreSQL holds every fact. So messages are transient
-(a broker restart loses at most the in-flight ones, and the dispatch-lease sweep re-dispatches them)
-and any message may be lost or duplicated without harm: the start fence rejects stale tokens.
+RabbitMQ only delivers ``{"id", "token"}`` (or a list of them: a message may carry several jobs
+for one worker); PostgreSQL holds every fact. So messages are transient (a broker restart loses at
+most the in-flight ones, and the dispatch-lease sweep re-dispatches them) and any message may be
+lost or duplicated without harm: the start fence rejects stale tokens.
 
 The one exception is the buffer queue (``push(..., via="buffer")``): until lzq-buffer has written a
 push into PostgreSQL, its message is the only copy. It is published persistent, with confirms, to a
@@ -16,7 +17,7 @@ import dataclasses
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pika
@@ -55,20 +56,24 @@ def queue_for(prefix: str, queue_name: str) -> str:
     return f"{prefix}.{queue_name}"
 
 
-def encode(job_id: int, token: str) -> bytes:
-    return json.dumps({"id": job_id, "token": token}, separators=(",", ":")).encode()
+def encode(dispatches: Sequence[tuple[int, str]]) -> bytes:
+    """A message body: one dispatch as ``{"id", "token"}``, several as a JSON list of those."""
+    items = [{"id": job_id, "token": token} for job_id, token in dispatches]
+    return json.dumps(items[0] if len(items) == 1 else items, separators=(",", ":")).encode()
 
 
-def decode(body: bytes) -> tuple[int, str]:
-    """(job id, dispatch token) from a message body; ValueError if it is not one of ours."""
+def decode(body: bytes) -> list[tuple[int, str]]:
+    """The (job id, dispatch token) pairs of a message body; ValueError if it is not one of ours."""
     data = json.loads(body)
-    if (
-        not isinstance(data, dict)
-        or type(data.get("id")) is not int
-        or not isinstance(data.get("token"), str)
-    ):
-        raise ValueError("message must be {id: int, token: str}")
-    return data["id"], data["token"]
+    items = data if isinstance(data, list) and data else [data]
+    for item in items:
+        if (
+            not isinstance(item, dict)
+            or type(item.get("id")) is not int
+            or not isinstance(item.get("token"), str)
+        ):
+            raise ValueError("message must be {id: int, token: str} or a non-empty list of those")
+    return [(item["id"], item["token"]) for item in items]
 
 
 def _parameters(url: str, name: str) -> pika.URLParameters:
@@ -127,22 +132,23 @@ class Publisher:
         # State of the batch in flight; touched only on the I/O thread until `_batch_done` is set.
         self._next_tag = 0
         self._pending: dict[int, int] = {}  # delivery tag -> index in the batch
-        self._index_by_key: dict[Any, int] = {}  # job id or message_id -> index in the batch
+        self._index_by_key: dict[Any, int] = {}  # first job id or message_id -> index in the batch
         self._returned: set[int] = set()
         self._results: list[bool] = []
         self._batch_done = threading.Event()
 
-    def publish_many(self, messages: Iterable[tuple[str, int, str]]) -> list[bool]:
-        """Publish (queue_name, job_id, token) messages; True for each the broker confirmed.
+    def publish_many(self, messages: Iterable[tuple[str, Sequence[tuple[int, str]]]]) -> list[bool]:
+        """Publish dispatches: (queue_name, [(job_id, token), ...]) messages, one or more jobs each.
+        True for each message the broker confirmed.
 
-        False means RabbitMQ refused (nack) or could not route it: the caller hands the job back.
+        False means RabbitMQ refused (nack) or could not route it: the caller hands its jobs back.
         A connection error or a confirm timeout raises; the caller then treats every message of
         the batch as not sent.
         """
         batch = list(messages)
         return self._send(
-            [(queue_name, encode(job_id, token), _PROPERTIES) for queue_name, job_id, token in batch],
-            [job_id for _, job_id, _ in batch],
+            [(queue_name, encode(dispatches), _PROPERTIES) for queue_name, dispatches in batch],
+            [dispatches[0][0] for _, dispatches in batch],
         )
 
     def publish(self, messages: Iterable[Message]) -> list[bool]:
@@ -272,7 +278,7 @@ class Publisher:
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         # RabbitMQ sends basic.return before the ack of the same message: remember it as refused.
-        key = properties.message_id if properties.message_id is not None else decode(body)[0]
+        key = properties.message_id if properties.message_id is not None else decode(body)[0][0]
         if key in self._index_by_key:
             self._returned.add(self._index_by_key[key])
 

@@ -53,6 +53,27 @@ def auto_margin(mean_duration_s: float | None, mean_slots: float | None) -> int:
     return max(1, min(wanted, math.ceil(mean_slots)))
 
 
+def pack(claimed: list[tuple], most: int) -> list[tuple[str, list[tuple[int, str]]]]:
+    """RabbitMQ messages for claimed (id, token, queue_name) rows: each queue's jobs in dispatch
+    order, in messages of at most ``most`` jobs, as even as possible (9 jobs, at most 8: 4 + 5).
+
+    ``most`` is the prefetch margin: a message goes to one worker, so it may carry as many jobs as
+    a worker is meant to hold queued anyway. Fast jobs then cost RabbitMQ, the superqueuer and the
+    worker one publish, delivery and ack per batch instead of per job; a margin of 1 (long jobs)
+    keeps one job per message, so each waits in RabbitMQ for whichever worker frees a slot first.
+    """
+    by_queue: dict[str, list[tuple[int, str]]] = {}
+    for job_id, token, queue_name in claimed:
+        by_queue.setdefault(queue_name, []).append((job_id, str(token)))
+    messages = []
+    for queue_name, dispatches in by_queue.items():
+        count = -(-len(dispatches) // max(most, 1))
+        for i in range(count):
+            chunk = dispatches[i * len(dispatches) // count : (i + 1) * len(dispatches) // count]
+            messages.append((queue_name, chunk))
+    return messages
+
+
 class Superqueuer:
     """Feeds RabbitMQ from PostgreSQL, never faster than workers have free slots.
 
@@ -277,7 +298,7 @@ class Superqueuer:
         return {"outcome": "passed", "limits": limits}
 
     def _publish(self, claimed: list[tuple]) -> int:
-        messages = [(queue_name, job_id, str(token)) for job_id, token, queue_name in claimed]
+        messages = pack(claimed, self.margin)
         try:
             confirmed = self._publisher.publish_many(messages)
         except amqp.TRANSIENT_ERRORS:
@@ -288,14 +309,20 @@ class Superqueuer:
         failpoints.hit("after_publish")
         refused = [m for m, ok in zip(messages, confirmed, strict=True) if not ok]
         if refused:
-            self.log.warning("publish_refused", count=len(refused), queues=sorted({m[0] for m in refused}))
+            self.log.warning(
+                "publish_refused",
+                count=sum(len(dispatches) for _, dispatches in refused),
+                queues=sorted({queue_name for queue_name, _ in refused}),
+            )
             self._handback(refused)
-        published = len(messages) - len(refused)
-        self.log.debug("jobs_dispatched", count=published)
+        published = len(claimed) - sum(len(dispatches) for _, dispatches in refused)
+        self.log.debug("jobs_dispatched", count=published, messages=len(messages))
         return published
 
-    def _handback(self, messages: list[tuple[str, int, str]]) -> None:
-        deliveries = [{"id": job_id, "token": token} for _, job_id, token in messages]
+    def _handback(self, messages: list[tuple[str, list[tuple[int, str]]]]) -> None:
+        deliveries = [
+            {"id": job_id, "token": token} for _, dispatches in messages for job_id, token in dispatches
+        ]
         try:
             self._fetch("SELECT * FROM lzq_handback(NULL, %s)", (db.json(deliveries),))
         except db.TRANSIENT_ERRORS as exc:

@@ -41,8 +41,9 @@ class _InFlight:
 class Worker:
     """Runs jobs from one or more lzq queues with ``concurrency`` slots (threads).
 
-    Life of a message: decode ``{id, token}`` → start fence (``lzq_start``) once a slot is free →
-    run the handler on a job thread → report (``lzq_finish``) → ack once the report is committed.
+    Life of a job: decode its ``{id, token}`` from a message (which may carry several) → start
+    fence (``lzq_start``) once a slot is free → run the handler on a job thread → report
+    (``lzq_finish``) → ack the message once the reports of all its jobs are committed.
     A stale or duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM)
     cancels the consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
 
@@ -64,6 +65,8 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log.get("worker").bind(worker_id=self.worker_id)
         self._inflight: dict[int, _InFlight] = {}
+        # Messages not acked yet → how many of their jobs are still in _inflight (under _lock).
+        self._open_jobs: dict[amqp.Delivery, int] = {}
         self._lock = threading.Lock()
         # Under _lock: deliveries not started yet (arrival order), reports not committed yet, and
         # the slots taken. The ledger waits on _ledger_wake for either to have something to do.
@@ -258,21 +261,26 @@ class Worker:
     # -- messages and jobs -------------------------------------------------------------------------
 
     def _on_message(self, delivery: amqp.Delivery) -> None:
-        """On pika's thread: admit the delivery and queue it for a slot (the ledger starts it)."""
+        """On pika's thread: admit the delivery's jobs and queue them for slots (the ledger starts
+        them). The message is acked once every one of its jobs is done with."""
         try:
-            job_id, token = amqp.decode(delivery.body)
+            dispatches = dict(amqp.decode(delivery.body))
         except (ValueError, KeyError, TypeError):
             self.log.warning("message_malformed", body=delivery.body[:200].decode(errors="replace"))
             self._consumer.ack(delivery)
             return
         with self._lock:
-            if job_id in self._inflight:
+            for job_id in [job_id for job_id in dispatches if job_id in self._inflight]:
                 # A redelivery of a job this process already holds (e.g. after a channel reconnect).
                 self.log.info("message_duplicate", job_id=job_id)
+                del dispatches[job_id]
+            if not dispatches:
                 self._consumer.ack(delivery)
                 return
-            self._inflight[job_id] = _InFlight(delivery, token)
-            self._waiting.append(job_id)
+            self._open_jobs[delivery] = len(dispatches)
+            for job_id, token in dispatches.items():
+                self._inflight[job_id] = _InFlight(delivery, token)
+                self._waiting.append(job_id)
             self._ledger_wake.notify()
 
     def _run_job(self, row: tuple) -> None:
@@ -305,10 +313,19 @@ class Worker:
                     done.append(job_id)
             with self._lock:
                 self._busy_slots -= len(starts) - len(started)
-                flights = [self._inflight.pop(job_id) for job_id in done]
-            self._consumer.ack_many([flight.delivery for flight in flights])
+                acks = [d for d in (self._done_with(job_id) for job_id in done) if d is not None]
+            self._consumer.ack_many(acks)
             for row in started.values():
                 self._executor.submit(self._run_job, row)
+
+    def _done_with(self, job_id: int) -> amqp.Delivery | None:
+        """Forget a job (under _lock); its message, if that was the last of its jobs here."""
+        delivery = self._inflight.pop(job_id).delivery
+        self._open_jobs[delivery] -= 1
+        if self._open_jobs[delivery]:
+            return None
+        del self._open_jobs[delivery]
+        return delivery
 
     def _next_ledger_batch(self) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
         """Wait for work; take every report and as many deliveries as there are free slots."""

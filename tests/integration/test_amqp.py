@@ -27,9 +27,34 @@ def test_published_messages_are_confirmed_and_consumed(amqp_prefix):
     consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
     consumer.connect()
     try:
-        assert publisher.publish_many([("default", i, f"t{i}") for i in range(5)]) == [True] * 5
+        assert publisher.publish_many([("default", [(i, f"t{i}")]) for i in range(5)]) == [True] * 5
         _drain(consumer, received, 5)
-        assert [amqp.decode(d.body) for d in received] == [(i, f"t{i}") for i in range(5)]
+        assert [amqp.decode(d.body) for d in received] == [[(i, f"t{i}")] for i in range(5)]
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_a_message_carries_several_jobs_and_a_refused_one_is_reported_by_its_first_job(amqp_prefix):
+    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+    received: list[amqp.Delivery] = []
+    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
+    consumer.connect()
+    try:
+        batch = [
+            ("default", [(1, "a"), (2, "b")]),
+            ("default", [(3, "c")]),
+            ("nowhere", [(4, "d"), (5, "e")]),
+        ]
+        # `nowhere` is declared by the publisher on first use: delete it to make it unroutable.
+        assert publisher.publish_many(batch[:1]) == [True]
+        assert publisher.publish_many([batch[2]]) == [True]
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection.channel().queue_delete(amqp.queue_for(amqp_prefix, "nowhere"))
+        connection.close()
+        assert publisher.publish_many(batch) == [True, True, False]
+        _drain(consumer, received, 3)
+        assert [amqp.decode(d.body) for d in received] == [[(1, "a"), (2, "b")]] * 2 + [[(3, "c")]]
     finally:
         publisher.close()
         consumer.close()
@@ -38,12 +63,12 @@ def test_published_messages_are_confirmed_and_consumed(amqp_prefix):
 def test_unroutable_message_is_reported_not_confirmed(amqp_prefix):
     publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
     try:
-        assert publisher.publish_many([("default", 1, "t")]) == [True]
+        assert publisher.publish_many([("default", [(1, "t")])]) == [True]
         # Someone deletes the queue behind our back: mandatory publishing must say so.
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         connection.channel().queue_delete(amqp.queue_for(amqp_prefix, "default"))
         connection.close()
-        assert publisher.publish_many([("default", 2, "t")]) == [False]
+        assert publisher.publish_many([("default", [(2, "t")])]) == [False]
     finally:
         publisher.close()
 
@@ -54,7 +79,7 @@ def test_prefetch_bounds_unacked_messages_and_acks_work_from_other_threads(amqp_
     consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=3, on_message=received.append)
     consumer.connect()
     try:
-        publisher.publish_many([("default", i, "t") for i in range(6)])
+        publisher.publish_many([("default", [(i, "t")]) for i in range(6)])
         _drain(consumer, received, 6, timeout_s=1)
         assert len(received) == 3  # the rest wait in RabbitMQ until these are acked
 
@@ -74,12 +99,12 @@ def test_acks_for_a_previous_channel_are_skipped_after_reconnect(amqp_prefix):
     consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=5, on_message=received.append)
     consumer.connect()
     try:
-        publisher.publish_many([("default", 1, "t")])
+        publisher.publish_many([("default", [(1, "t")])])
         _drain(consumer, received, 1)
         old = received.pop()
         consumer.connect()  # the old channel is gone; RabbitMQ requeues its unacked message
         _drain(consumer, received, 1)
-        assert amqp.decode(received[0].body) == (1, "t")  # the requeued copy, on the new channel
+        assert amqp.decode(received[0].body) == [(1, "t")]  # the requeued copy, on the new channel
         assert received[0].generation == old.generation + 1
         consumer.ack(old)  # must not raise nor ack the new delivery by its (reused) tag
         consumer.process(0.2)
@@ -99,9 +124,9 @@ def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
     consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
     consumer.connect()
     try:
-        publisher.publish_many([("default", i, "t") for i in range(8)])
+        publisher.publish_many([("default", [(i, "t")]) for i in range(8)])
         _drain(consumer, received, 8)
-        by_id = {amqp.decode(d.body)[0]: d for d in received}
+        by_id = {amqp.decode(d.body)[0][0]: d for d in received}
         acked = threading.Thread(target=consumer.ack_many, args=([by_id[i] for i in (1, 0, 3, 6)],))
         acked.start()
         acked.join()
@@ -113,7 +138,7 @@ def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
         consumer.connect()
         _drain(consumer, received, 3)
         consumer.process(0.2)
-        assert sorted(amqp.decode(d.body)[0] for d in received) == [2, 5, 7]
+        assert sorted(amqp.decode(d.body)[0][0] for d in received) == [2, 5, 7]
         consumer.ack_many(received)
         consumer.process(0.2)
         consumer.close()

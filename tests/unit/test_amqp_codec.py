@@ -1,4 +1,5 @@
-"""lzq.amqp encode/decode: a message is exactly {"id": int, "token": str}; anything else is ValueError."""
+"""lzq.amqp encode/decode: a message is {"id": int, "token": str} or a non-empty list of those;
+anything else is ValueError."""
 
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ from lzq.amqp import decode, encode, queue_for
 
 
 def test_encode_makes_compact_json_with_id_and_token() -> None:
-    assert encode(42, "tok") == b'{"id":42,"token":"tok"}'
+    assert encode([(42, "tok")]) == b'{"id":42,"token":"tok"}'
+    assert encode([(1, "a"), (2, "b")]) == b'[{"id":1,"token":"a"},{"id":2,"token":"b"}]'
 
 
-@given(job_id=st.integers(min_value=1, max_value=2**63 - 1), token=st.text())
-def test_decode_inverts_encode(job_id: int, token: str) -> None:
-    assert decode(encode(job_id, token)) == (job_id, token)
+@given(
+    dispatches=st.lists(
+        st.tuples(st.integers(min_value=1, max_value=2**63 - 1), st.text()), min_size=1, max_size=5
+    )
+)
+def test_decode_inverts_encode(dispatches: list[tuple[int, str]]) -> None:
+    assert decode(encode(dispatches)) == dispatches
 
 
 def test_decode_ignores_extra_keys() -> None:
-    assert decode(b'{"id": 1, "token": "t", "v": 2}') == (1, "t")
+    assert decode(b'{"id": 1, "token": "t", "v": 2}') == [(1, "t")]
+    assert decode(b'[{"id": 1, "token": "t", "v": 2}]') == [(1, "t")]
 
 
 @pytest.mark.parametrize(
@@ -37,6 +44,9 @@ def test_decode_ignores_extra_keys() -> None:
         b"{}",
         b'{"token": "t"}',
         b"[1, 2]",
+        b"[]",
+        b'[{"id": 1, "token": "t"}, {"id": 2}]',  # one bad element spoils the message
+        b'[[{"id": 1, "token": "t"}]]',
         b'"text"',
         b"null",
         b'{"id": true, "token": "t"}',  # bool is an int subclass, but not an id
@@ -48,7 +58,7 @@ def test_decode_rejects_malformed_bodies_with_value_error(body: bytes) -> None:
 
 
 def test_body_is_valid_json_for_other_consumers() -> None:
-    assert json.loads(encode(7, "abc")) == {"id": 7, "token": "abc"}
+    assert json.loads(encode([(7, "abc")])) == {"id": 7, "token": "abc"}
 
 
 def test_queue_for_prefixes_the_lzq_queue_name() -> None:
