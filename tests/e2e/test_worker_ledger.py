@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 
 import pytest
 
+from lzq import amqp
 from tests.e2e.conftest import status_counts, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -52,3 +54,31 @@ def test_an_error_text_postgresql_cannot_store_is_recorded_escaped_and_other_job
     assert "RuntimeError: before\\x00after" in nul_error
     assert "ValueError: delay_s: must be a number of seconds from 0 to" in client.get(bad_delay).last_error
     assert "report_refused" not in daemons.logs()
+
+
+def test_a_message_of_several_jobs_runs_each_that_passes_the_fence_and_is_acked_once_all_are_done(
+    daemons, client, runs_table, settings
+):
+    # A message as the superqueuer packs it for a margin of 3, one of its tokens stale. No
+    # superqueuer runs: the jobs are claimed in SQL and the message is published by hand.
+    refs = client.push_many([("record", {}) for _ in range(3)])
+    daemons.worker(4)
+    registered = "SELECT count(*) FROM lzq_workers"
+    wait_until(lambda: runs_table.execute(registered).fetchone() == (1,), 30, message="the worker")
+    claimed = runs_table.execute("SELECT id, dispatch_token FROM lzq_claim(10, 60, 0, 30)").fetchall()
+    assert sorted(job_id for job_id, _ in claimed) == [ref.id for ref in refs]
+    dispatches = [(job_id, str(token)) for job_id, token in claimed]
+    stale = dispatches[1][0]
+    dispatches[1] = (stale, str(uuid.uuid4()))
+    publisher = amqp.Publisher(settings.amqp_url, settings.amqp_prefix)
+    try:
+        assert publisher.publish_many([("default", dispatches)]) == [True]
+    finally:
+        publisher.close()
+
+    wait_until(lambda: status_counts(runs_table) == {"succeeded": 2, "dispatched": 1}, 30, message="2 runs")
+    assert client.get(stale).status == "dispatched"  # its lease expires; the sweep re-dispatches it
+    # Acked, not just consumed: once the worker is gone, nothing comes back to the queue.
+    assert daemons.terminate(daemons.procs[0])[0] == 0
+    assert amqp.queue_depth(settings.amqp_url, settings.amqp_prefix, "default") == 0
+    assert "message_stale" in daemons.logs()
