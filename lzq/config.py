@@ -10,6 +10,12 @@ from typing import Any
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 #: LZQ_RETENTION values that switch automatic pruning off (compared lower-cased).
 RETENTION_OFF = frozenset({"", "0", "off", "never", "none"})
+#: LZQ_PREFETCH_MARGIN=auto queues at most this many jobs per slot (jobs of a millisecond or less;
+#: see lzq.superqueuer.auto_margin). The margin also sizes the RabbitMQ messages (superqueuer.pack),
+#: so it sets the batches of the whole pipeline: a drain of no-op jobs on 2 x 8 slots
+#: (benchmarks/throughput.py) ran at 3,700 jobs/s with 1 per slot, 4,300 with 2 and 5,300 with 4;
+#: four jobs of 1 ms are still only 4 ms of work queued per slot.
+AUTO_MARGIN_MAX_PER_SLOT = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +77,8 @@ class Settings:
     @property
     def fixed_prefetch_margin(self) -> int | None:
         """``prefetch_margin`` as a number of jobs, or None for "auto": the superqueuer then sizes the
-        margin from recent job durations (short jobs get more queued, up to one per slot; long ones
-        one per worker), and each worker lets RabbitMQ hand it up to twice its slots.
+        margin from recent job durations (short jobs get more queued, up to four per slot; long ones
+        one per worker), and each worker lets RabbitMQ hand it up to five messages per slot.
 
         Raises ConfigurationError for anything else than "auto" or an integer from 0.
         """

@@ -13,7 +13,7 @@ from typing import Any
 
 from lzq import amqp, db, failpoints, log, maintenance, recurrence
 from lzq.backoff import Backoff
-from lzq.config import Settings
+from lzq.config import AUTO_MARGIN_MAX_PER_SLOT, Settings
 from lzq.errors import InvalidArgument, UnknownHandler
 from lzq.readiness import Readiness
 from lzq.registry import Registry, default_registry
@@ -33,8 +33,9 @@ PROMOTE_EVERY_S = 0.01
 #: the time with work waiting, 4 (10 ms of work) hardly less, 8 left them idle 1%; but every job
 #: queued on a worker is one the fair order can no longer reorder, and long jobs need no margin.
 AUTO_MARGIN_REFILL_S = 0.025
-#: It is recomputed this often, from the durations of the latest finished jobs.
-AUTO_MARGIN_EVERY_S = 1.0
+#: It is recomputed this often, from the durations of the latest finished jobs (a fraction of a
+#: millisecond of SQL): a burst that starts on an idle system gets its margin within this time.
+AUTO_MARGIN_EVERY_S = 0.2
 AUTO_MARGIN_SAMPLE = 200
 _RECENT_DURATIONS = """
     SELECT (SELECT avg(extract(epoch FROM j.finished_at - j.started_at))::float8
@@ -46,11 +47,12 @@ _RECENT_DURATIONS = """
 
 def auto_margin(mean_duration_s: float | None, mean_slots: float | None) -> int:
     """Jobs to queue on a worker beyond its slots: enough for AUTO_MARGIN_REFILL_S of work on every
-    slot, at least 1 and at most one per slot. With nothing finished yet, 1 (as for long jobs)."""
+    slot, at least 1 and at most AUTO_MARGIN_MAX_PER_SLOT per slot. With nothing finished yet, 1
+    (as for long jobs)."""
     if not mean_slots or mean_duration_s is None:
         return 1
     wanted = math.ceil(mean_slots * AUTO_MARGIN_REFILL_S / max(mean_duration_s, 1e-6))
-    return max(1, min(wanted, math.ceil(mean_slots)))
+    return max(1, min(wanted, AUTO_MARGIN_MAX_PER_SLOT * math.ceil(mean_slots)))
 
 
 def pack(claimed: list[tuple], most: int) -> list[tuple[str, list[tuple[int, str]]]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from lzq import amqp, db, failpoints, log
 from lzq.backoff import Backoff
-from lzq.config import Settings
+from lzq.config import AUTO_MARGIN_MAX_PER_SLOT, Settings
 from lzq.errors import Fail, Retry, UnknownHandler, first_line
 from lzq.job import Job
 from lzq.registry import Registry, default_registry
@@ -85,7 +85,7 @@ class Worker:
             settings.amqp_url,
             settings.amqp_prefix,
             queues,
-            prefetch=concurrency + _margin_or(settings, concurrency),
+            prefetch=concurrency + _margin_or(settings, AUTO_MARGIN_MAX_PER_SLOT * concurrency),
             on_message=self._on_message,
             name=f"lzq-worker {self.worker_id}",
         )
@@ -491,7 +491,7 @@ def _signal_all(pids: list[int], signum: int) -> None:
 
 
 def _margin_or(settings: Settings, auto: int) -> int:
-    """The prefetch margin, or ``auto`` when the superqueuer sizes it (it never exceeds one per slot)."""
+    """The prefetch margin, or ``auto`` when the superqueuer sizes it (never above its maximum)."""
     margin = settings.fixed_prefetch_margin
     return auto if margin is None else margin
 

@@ -21,11 +21,11 @@ def finished_jobs(conn: psycopg.Connection, count: int, duration_s: float) -> No
     )
 
 
-@pytest.mark.parametrize(("duration_s", "margin"), [(0.0001, 8), (0.05, 4), (2.0, 1)])
+@pytest.mark.parametrize(("duration_s", "margin"), [(0.0001, 32), (0.05, 4), (2.0, 1)])
 def test_a_pass_sizes_the_margin_from_the_latest_durations_and_the_slots(settings, conn, duration_s, margin):
     conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
     finished_jobs(conn, 300, duration_s)
-    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 20),))
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 50),))
     superqueuer = Superqueuer(settings)
     try:
         assert superqueuer.margin == 1  # nothing known yet
