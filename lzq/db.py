@@ -48,24 +48,24 @@ def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psyco
         max_size=max_size,
         kwargs={"autocommit": True, "application_name": application_name},
         check=_check_if_idle,
-        reset=_mark_returned,
         open=True,
     )
 
 
 # A connection used less than this long ago is not checked again: the check is a round trip (a
 # third of a push's time), and a connection that just worked is almost surely alive. One that
-# waited longer (where a server restart or a dropped link shows up) is.
+# waited longer (where a server restart or a dropped link shows up) is. Its last use is taken to
+# be its last checkout (lzq runs one statement per checkout), noted by the check itself: psycopg_pool
+# runs a `reset` callback on a worker thread, and that hop cost each push 70-90 us.
 _CHECK_IDLE_AFTER_S = 1.0
-_returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
-
-
-def _mark_returned(conn: psycopg.Connection) -> None:
-    _returned_at[conn] = time.monotonic()
+_checked_out_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 
 
 def _check_if_idle(conn: psycopg.Connection) -> None:
-    if time.monotonic() - _returned_at.get(conn, float("-inf")) >= _CHECK_IDLE_AFTER_S:
+    now = time.monotonic()
+    last = _checked_out_at.get(conn, float("-inf"))
+    _checked_out_at[conn] = now
+    if now - last >= _CHECK_IDLE_AFTER_S:
         psycopg_pool.ConnectionPool.check_connection(conn)
 
 
