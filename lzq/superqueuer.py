@@ -227,7 +227,7 @@ class Superqueuer:
         return published + moved
 
     def _size_margin(self) -> None:
-        """LZQ_PREFETCH_MARGIN=auto: resize the margin from recent job durations, once a second."""
+        """LZQ_PREFETCH_MARGIN=auto: resize the margin from recent durations (every AUTO_MARGIN_EVERY_S)."""
         if self._fixed_margin is not None or time.monotonic() < self._next_margin_at:
             return
         self._next_margin_at = time.monotonic() + AUTO_MARGIN_EVERY_S
