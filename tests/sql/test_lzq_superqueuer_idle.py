@@ -104,3 +104,13 @@ def test_sweep_that_moved_nothing_wakes_nobody_and_names_queues_when_it_did(conn
     notifications_until_sentinel(listener, conn)
     conn.execute("SELECT * FROM lzq_sweep(30)")
     assert notifications_until_sentinel(listener, conn) == ["emails"]
+
+
+def test_a_worker_registering_wakes_a_sleeping_superqueuer_for_its_queues(conn, listener):
+    set_idle(conn, "sleepy", True)
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, ARRAY['default', 'emails'], 4)")
+    assert sorted(notifications_until_sentinel(listener, conn)) == ["default", "emails"]
+    # A heartbeat of a known worker, or a worker registering as it stops, adds no slots.
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, ARRAY['default', 'emails'], 4)")
+    conn.execute("SELECT lzq_heartbeat('w2', 'h', 2, ARRAY['default'], 4, stopping => true)")
+    assert notifications_until_sentinel(listener, conn) == []
