@@ -301,6 +301,8 @@ class Worker:
             applied, started = self._commit_ledger_batch(reports, starts)
             if reports:
                 failpoints.hit("after_finish_commit")
+            for row in started.values():  # first: the handlers need not wait for the bookkeeping
+                self._executor.submit(self._run_job, row)
             done = []
             for report in reports:
                 if applied.get(report["id"]) is None:
@@ -315,8 +317,6 @@ class Worker:
                 self._busy_slots -= len(starts) - len(started)
                 acks = [d for d in (self._done_with(job_id) for job_id in done) if d is not None]
             self._consumer.ack_many(acks)
-            for row in started.values():
-                self._executor.submit(self._run_job, row)
 
     def _done_with(self, job_id: int) -> amqp.Delivery | None:
         """Forget a job (under _lock); its message, if that was the last of its jobs here."""
