@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pika
 
@@ -21,26 +23,39 @@ def _ready_count(prefix: str, queue_name: str = "default") -> int:
     return amqp.queue_depth(AMQP_URL, prefix, queue_name)
 
 
-def test_published_messages_are_confirmed_and_consumed(amqp_prefix):
-    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
+@contextlib.contextmanager
+def _broker(
+    prefix: str, prefetch: int
+) -> Iterator[tuple[amqp.Publisher, amqp.Consumer, list[amqp.Delivery]]]:
+    """A publisher and a connected consumer of queue "default" (what it receives lands in the list),
+    both closed afterwards."""
+    publisher = amqp.Publisher(AMQP_URL, prefix)
     received: list[amqp.Delivery] = []
-    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
+    consumer = amqp.Consumer(AMQP_URL, prefix, ["default"], prefetch=prefetch, on_message=received.append)
     consumer.connect()
     try:
-        assert publisher.publish_many([("default", [(i, f"t{i}")]) for i in range(5)]) == [True] * 5
-        _drain(consumer, received, 5)
-        assert [amqp.decode(d.body) for d in received] == [[(i, f"t{i}")] for i in range(5)]
+        yield publisher, consumer, received
     finally:
         publisher.close()
         consumer.close()
 
 
+def _delete_queue(prefix: str, queue_name: str) -> None:
+    """Someone deletes a queue behind the publisher's back (it declared it once, on first use)."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    connection.channel().queue_delete(amqp.queue_for(prefix, queue_name))
+    connection.close()
+
+
+def test_published_messages_are_confirmed_and_consumed(amqp_prefix):
+    with _broker(amqp_prefix, prefetch=10) as (publisher, consumer, received):
+        assert publisher.publish_many([("default", [(i, f"t{i}")]) for i in range(5)]) == [True] * 5
+        _drain(consumer, received, 5)
+        assert [amqp.decode(d.body) for d in received] == [[(i, f"t{i}")] for i in range(5)]
+
+
 def test_a_message_carries_several_jobs_and_a_refused_one_is_reported_by_its_first_job(amqp_prefix):
-    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
-    received: list[amqp.Delivery] = []
-    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
-    consumer.connect()
-    try:
+    with _broker(amqp_prefix, prefetch=10) as (publisher, consumer, received):
         batch = [
             ("default", [(1, "a"), (2, "b")]),
             ("default", [(3, "c")]),
@@ -49,15 +64,10 @@ def test_a_message_carries_several_jobs_and_a_refused_one_is_reported_by_its_fir
         # `nowhere` is declared by the publisher on first use: delete it to make it unroutable.
         assert publisher.publish_many(batch[:1]) == [True]
         assert publisher.publish_many([batch[2]]) == [True]
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        connection.channel().queue_delete(amqp.queue_for(amqp_prefix, "nowhere"))
-        connection.close()
+        _delete_queue(amqp_prefix, "nowhere")
         assert publisher.publish_many(batch) == [True, True, False]
         _drain(consumer, received, 3)
         assert [amqp.decode(d.body) for d in received] == [[(1, "a"), (2, "b")]] * 2 + [[(3, "c")]]
-    finally:
-        publisher.close()
-        consumer.close()
 
 
 def test_unroutable_message_is_reported_not_confirmed(amqp_prefix):
@@ -65,20 +75,14 @@ def test_unroutable_message_is_reported_not_confirmed(amqp_prefix):
     try:
         assert publisher.publish_many([("default", [(1, "t")])]) == [True]
         # Someone deletes the queue behind our back: mandatory publishing must say so.
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        connection.channel().queue_delete(amqp.queue_for(amqp_prefix, "default"))
-        connection.close()
+        _delete_queue(amqp_prefix, "default")
         assert publisher.publish_many([("default", [(2, "t")])]) == [False]
     finally:
         publisher.close()
 
 
 def test_prefetch_bounds_unacked_messages_and_acks_work_from_other_threads(amqp_prefix):
-    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
-    received: list[amqp.Delivery] = []
-    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=3, on_message=received.append)
-    consumer.connect()
-    try:
+    with _broker(amqp_prefix, prefetch=3) as (publisher, consumer, received):
         publisher.publish_many([("default", [(i, "t")]) for i in range(6)])
         _drain(consumer, received, 6, timeout_s=1)
         assert len(received) == 3  # the rest wait in RabbitMQ until these are acked
@@ -88,17 +92,10 @@ def test_prefetch_bounds_unacked_messages_and_acks_work_from_other_threads(amqp_
         acker.join()
         _drain(consumer, received, 6)
         assert len(received) == 6
-    finally:
-        publisher.close()
-        consumer.close()
 
 
 def test_acks_for_a_previous_channel_are_skipped_after_reconnect(amqp_prefix):
-    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
-    received: list[amqp.Delivery] = []
-    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=5, on_message=received.append)
-    consumer.connect()
-    try:
+    with _broker(amqp_prefix, prefetch=5) as (publisher, consumer, received):
         publisher.publish_many([("default", [(1, "t")])])
         _drain(consumer, received, 1)
         old = received.pop()
@@ -112,18 +109,11 @@ def test_acks_for_a_previous_channel_are_skipped_after_reconnect(amqp_prefix):
         consumer.ack(received[0])
         consumer.process(0.2)
         assert _ready_count(amqp_prefix) == 0
-    finally:
-        publisher.close()
-        consumer.close()
 
 
 def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
     # It acks the oldest run with one `multiple` frame: that must never cover a delivery not given.
-    publisher = amqp.Publisher(AMQP_URL, amqp_prefix)
-    received: list[amqp.Delivery] = []
-    consumer = amqp.Consumer(AMQP_URL, amqp_prefix, ["default"], prefetch=10, on_message=received.append)
-    consumer.connect()
-    try:
+    with _broker(amqp_prefix, prefetch=10) as (publisher, consumer, received):
         publisher.publish_many([("default", [(i, "t")]) for i in range(8)])
         _drain(consumer, received, 8)
         by_id = {amqp.decode(d.body)[0][0]: d for d in received}
@@ -143,9 +133,6 @@ def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
         consumer.process(0.2)
         consumer.close()
         assert _ready_count(amqp_prefix) == 0
-    finally:
-        publisher.close()
-        consumer.close()
 
 
 def test_queue_depth_of_missing_queue_is_zero(amqp_prefix):
