@@ -81,8 +81,9 @@ class Superqueuer:
 
     One pass (``run_once``): sweep and top up cron fire times (every ``sweep_interval_s``, one
     superqueuer at a time), promote due scheduled jobs, evaluate due readiness checks (user code
-    from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish each
-    ``{id, token}`` with publisher confirms, hand back what RabbitMQ refused; then, every 10 seconds
+    from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish the
+    ``{id, token}`` of each job (up to a margin's worth per message, see ``pack``) with publisher
+    confirms, hand back what RabbitMQ refused; then, every 10 seconds
     (``maintenance.Pruner``), delete a small batch of finished jobs older than ``LZQ_RETENTION``.
     ``run`` repeats passes while there is work and sleeps on LISTEN otherwise, with a polling
     backstop. Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per
@@ -310,14 +311,12 @@ class Superqueuer:
             raise
         failpoints.hit("after_publish")
         refused = [m for m, ok in zip(messages, confirmed, strict=True) if not ok]
+        refused_jobs = sum(len(dispatches) for _, dispatches in refused)
         if refused:
-            self.log.warning(
-                "publish_refused",
-                count=sum(len(dispatches) for _, dispatches in refused),
-                queues=sorted({queue_name for queue_name, _ in refused}),
-            )
+            queues = sorted({queue_name for queue_name, _ in refused})
+            self.log.warning("publish_refused", count=refused_jobs, queues=queues)
             self._handback(refused)
-        published = len(claimed) - sum(len(dispatches) for _, dispatches in refused)
+        published = len(claimed) - refused_jobs
         self.log.debug("jobs_dispatched", count=published, messages=len(messages))
         return published
 
