@@ -13,8 +13,8 @@ RETURNS TABLE (id bigint, status text, dispatch_token uuid, job_name text, param
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
-    -- Both functions lock their own rows in id order; lock the union first, so their two lock
-    -- rounds cannot deadlock with a push that locks several of these jobs in order.
+    -- One lock round for both, over the union in id order (as lzq_finish and lzq_start each lock
+    -- their own): two rounds could deadlock with a push that locks several of these jobs in order.
     PERFORM 1 FROM lzq_jobs AS j
       WHERE j.id = ANY (ARRAY(SELECT r.id FROM jsonb_to_recordset(reports) AS r(id bigint)
                               UNION ALL
@@ -24,13 +24,13 @@ BEGIN
         RETURN QUERY
         SELECT f.id, f.status, NULL::uuid, NULL::text, NULL::jsonb, NULL::text, NULL::smallint, NULL::text,
                NULL::integer, NULL::integer
-          FROM lzq_finish(lzq_finish_and_start.worker_id, reports) AS f;
+          FROM _lzq_finish_locked(lzq_finish_and_start.worker_id, reports) AS f;
     END IF;
     IF jsonb_array_length(deliveries) > 0 THEN
         RETURN QUERY
         SELECT s.id, 'running'::text, s.dispatch_token, s.job_name, s.params, s.queue_name, s.priority,
                s.fairness_key, s.max_failures, s.attempt
-          FROM lzq_start(lzq_finish_and_start.worker_id, deliveries) AS s;
+          FROM _lzq_start_locked(lzq_finish_and_start.worker_id, deliveries) AS s;
     END IF;
 END;
 $$;
