@@ -2,11 +2,9 @@
 -- Called by lzq_push and lzq_push_many with rows built by _lzq_new_job (every NOT NULL column set,
 -- id taken from lzq_jobs_id_seq) and dependency pairs (job, depends_on) as two parallel arrays.
 -- Wakes sleeping superqueuers for queues that got ready jobs or jobs whose checks are due.
--- Ready jobs of fair queues get their dispatch tags here, for the whole batch at once: the rule of
--- _lzq_stamp_ready (vtag = greatest(queue vclock, flow tail) + cost, each next job of the flow one
--- cost further), with one tail lookup per flow instead of a trigger call per row (24 us a job,
--- half of push_many's time). The trigger then skips rows that arrive stamped; it still stamps
--- ready jobs of priority and fifo queues (their tags come from a sequence, in row order).
+-- Ready jobs of fair queues get their dispatch tags here, for the whole batch at once
+-- (_lzq_flow_tails: each next job of a flow one cost further). The trigger then skips rows that
+-- arrive stamped; it still stamps ready jobs of priority and fifo queues (a sequence, row order).
 CREATE OR REPLACE FUNCTION _lzq_insert_jobs(jobs lzq_jobs[], dep_job_ids bigint[], dep_parent_ids bigint[])
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -17,19 +15,12 @@ BEGIN
         WITH j AS (
             SELECT u.queue_name, u.fairness_key, u.priority, u.status, u.ordinality AS ord
               FROM unnest(jobs) WITH ORDINALITY AS u
-        ), flows AS (
-            SELECT f.queue_name, f.fairness_key, f.priority,
-                   greatest(coalesce(q.vclock, 0),
-                            (SELECT t.vtag
-                               FROM lzq_jobs AS t
-                              WHERE t.status = 'ready' AND t.queue_name = f.queue_name
-                                AND t.fairness_key = f.fairness_key AND t.priority = f.priority
-                                AND t.vtag > coalesce(q.vclock, 0)
-                              ORDER BY t.vtag DESC
-                              LIMIT 1)) AS tail
-              FROM (SELECT DISTINCT j.queue_name, j.fairness_key, j.priority FROM j WHERE j.status = 'ready') AS f
-              LEFT JOIN lzq_queues AS q ON q.queue_name = f.queue_name
-             WHERE q.mode IS NULL OR q.mode = 'fair'
+        ), flows AS MATERIALIZED (
+            SELECT t.*
+              FROM (SELECT array_agg(j.queue_name) AS queues, array_agg(j.fairness_key) AS keys,
+                           array_agg(j.priority) AS priorities
+                      FROM j WHERE j.status = 'ready') AS r
+             CROSS JOIN LATERAL _lzq_flow_tails(r.queues, r.keys, r.priorities) AS t
         )
         SELECT array_agg(tagged.vtag ORDER BY tagged.ord) INTO v_tags
           FROM (SELECT j.ord,

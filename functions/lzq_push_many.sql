@@ -41,17 +41,41 @@ BEGIN
       INTO v_plain
       FROM jsonb_array_elements(jobs) AS e;
     IF v_plain THEN
+        -- One INSERT, no row values built in between: the columns every such job shares come
+        -- from the template row, and ready jobs of a fair queue are tagged here as
+        -- _lzq_insert_jobs tags a batch (other modes: the trigger stamps them).
         v_job := _lzq_new_job('template', '{}', '{}');
-        -- Ids in input order, as the loop takes them.
-        SELECT array_agg(jsonb_populate_record(v_job, jsonb_build_object(
-                   'id', nextval('lzq_jobs_id_seq'),
-                   'job_name', x.e ->> 'job_name',
-                   'fairness_key', x.e ->> 'job_name',
-                   'params', coalesce(nullif(x.e -> 'job_params', 'null'::jsonb), '{}'::jsonb))) ORDER BY x.ord)
-          INTO v_rows
-          FROM jsonb_array_elements(jobs) WITH ORDINALITY AS x(e, ord);
-        PERFORM _lzq_insert_jobs(v_rows, '{}', '{}');
-        RETURN QUERY SELECT r.id FROM unnest(v_rows) AS r;
+        RETURN QUERY
+        WITH e AS MATERIALIZED (
+            -- Ids in input order, as the loop takes them.
+            SELECT nextval('lzq_jobs_id_seq') AS id, x.e ->> 'job_name' AS job_name,
+                   coalesce(nullif(x.e -> 'job_params', 'null'::jsonb), '{}'::jsonb) AS params, x.ord
+              FROM jsonb_array_elements(jobs) WITH ORDINALITY AS x(e, ord)
+             ORDER BY x.ord
+        ), flows AS MATERIALIZED (
+            SELECT t.fairness_key, t.tail
+              FROM (SELECT array_agg(DISTINCT e.job_name) AS keys FROM e) AS n
+             CROSS JOIN LATERAL _lzq_flow_tails(array_fill(v_job.queue_name, ARRAY[cardinality(n.keys)]), n.keys,
+                                                array_fill(v_job.priority, ARRAY[cardinality(n.keys)])) AS t
+             WHERE v_job.status = 'ready'
+        ), inserted AS (
+            INSERT INTO lzq_jobs (id, job_name, params, queue_name, priority, fairness_key, max_failures, status,
+                                  run_at, attempts, last_error, dispatch_token, lease_expires_at, worker_id,
+                                  created_at, started_at, finished_at, unmet_deps, checks, check_at,
+                                  check_attempts, limits, waiting_on_limit, recurring_id, recur_slot, vtag)
+            SELECT e.id, e.job_name, e.params, v_job.queue_name, v_job.priority, e.job_name, v_job.max_failures,
+                   v_job.status, v_job.run_at, v_job.attempts, v_job.last_error, v_job.dispatch_token,
+                   v_job.lease_expires_at, v_job.worker_id, v_job.created_at, v_job.started_at,
+                   v_job.finished_at, v_job.unmet_deps, v_job.checks, v_job.check_at, v_job.check_attempts,
+                   v_job.limits, v_job.waiting_on_limit, v_job.recurring_id, v_job.recur_slot,
+                   flows.tail + _lzq_cost(v_job.priority) * row_number() OVER (PARTITION BY e.job_name ORDER BY e.ord)
+              FROM e
+              LEFT JOIN flows ON flows.fairness_key = e.job_name
+        )
+        SELECT e.id FROM e ORDER BY e.ord;
+        IF v_job.status = 'ready' THEN
+            PERFORM _lzq_wake(v_job.queue_name);
+        END IF;
         RETURN;
     END IF;
     -- One exception block around the whole loop (not one per element): a block is a subtransaction.
