@@ -83,11 +83,12 @@ class Superqueuer:
     superqueuer at a time), promote due scheduled jobs, evaluate due readiness checks (user code
     from ``--app``), claim up to the free credit (``lzq_claim``, committed), publish the
     ``{id, token}`` of each job (up to a margin's worth per message, see ``pack``) with publisher
-    confirms, hand back what RabbitMQ refused; then, every 10 seconds
-    (``maintenance.Pruner``), delete a small batch of finished jobs older than ``LZQ_RETENTION``.
-    ``run`` repeats passes while there is work and sleeps on LISTEN otherwise, with a polling
-    backstop. Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per
-    worker group, and one superqueuer prunes at a time.
+    confirms, hand back what RabbitMQ refused. ``run`` repeats passes while there is work and
+    sleeps on LISTEN otherwise, with a polling backstop; beside the loop, on a thread and
+    connection of its own (``maintenance.Upkeep``), it deletes a small batch of finished jobs older
+    than ``LZQ_RETENTION`` every 10 seconds and refreshes lzq_jobs statistics far out of date.
+    Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per worker
+    group, and one superqueuer prunes at a time.
     """
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
@@ -110,11 +111,12 @@ class Superqueuer:
         self._backlog = False  # the last pass filled a claim batch
         self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
         self._reported_crons: set[tuple[int, str]] = set()
-        self._pruner = maintenance.Pruner(settings.retention_interval, self.log)
+        self._upkeep = maintenance.Upkeep(
+            settings.dsn, maintenance.Pruner(settings.retention_interval, self.log), self.log
+        )
         self._fixed_margin = settings.fixed_prefetch_margin
         self.margin = 1 if self._fixed_margin is None else self._fixed_margin
         self._next_margin_at = 0.0
-        self._next_statistics_check = 0.0
 
     def stop(self) -> None:
         """Ask the loop to finish its pass and return (safe from a signal handler)."""
@@ -124,16 +126,22 @@ class Superqueuer:
         """Loop until ``stop()``; database and broker outages are waited out with backoff."""
         self.log.info("superqueuer_started")
         backoff = Backoff()
-        while not self._stop.is_set():
-            try:
-                self._connect()
-                self._step()
-                backoff.reset()
-            except db.TRANSIENT_ERRORS as exc:
-                self._retry_later("database_unavailable", exc, backoff)
-            except amqp.TRANSIENT_ERRORS as exc:
-                self._retry_later("amqp_unavailable", exc, backoff)
-        self._close()
+        self._upkeep.start()
+        try:
+            while not self._stop.is_set():
+                if self._upkeep.failure is not None:
+                    raise self._upkeep.failure
+                try:
+                    self._connect()
+                    self._step()
+                    backoff.reset()
+                except db.TRANSIENT_ERRORS as exc:
+                    self._retry_later("database_unavailable", exc, backoff)
+                except amqp.TRANSIENT_ERRORS as exc:
+                    self._retry_later("amqp_unavailable", exc, backoff)
+        finally:
+            self._upkeep.stop()
+            self._close()
         self.log.info("superqueuer_stopped")
         return 0
 
@@ -216,15 +224,6 @@ class Superqueuer:
             self._extend_cron_times(results.pop())
         published = self._publish(claimed) if claimed else 0
         moved = self._evaluate_checks(checks_due) if checks_due else 0
-        # After publishing, in its own short transaction: a batch of deletes never delays a
-        # dispatch, and pruning is no work that should keep the loop from sleeping.
-        self._pruner.run_once(self._conn)
-        if time.monotonic() >= self._next_statistics_check:
-            # Once a second, not once a sweep: a burst of pushes right after the daemons started
-            # would otherwise run on plans made for an empty table until the next sweep.
-            self._next_statistics_check = time.monotonic() + maintenance.STATISTICS_CHECK_EVERY_S
-            if maintenance.analyze_if_stale(self._conn):
-                self.log.info("statistics_refreshed", table="lzq_jobs")
         return published + moved
 
     def _size_margin(self) -> None:

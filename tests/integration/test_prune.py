@@ -1,5 +1,5 @@
 """Pruning from Python: the superqueuer's Pruner (a batch per turn, every interval, quiet when idle),
-a superqueuer pass, and `lzq prune` on the command line."""
+a running superqueuer, and `lzq prune` on the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lzq.config import Settings
 from lzq.errors import ConfigurationError
 from lzq.maintenance import Pruner
 from lzq.superqueuer import Superqueuer
+from tests.integration.helpers import running, wait_until
 
 
 class Recorder:
@@ -95,16 +96,22 @@ def test_pruner_skips_its_turn_while_another_pruner_works(dsn, conn):
     assert job_count(conn) == 2
 
 
-def test_a_superqueuer_pass_prunes_with_the_retention_setting(settings, conn):
+def test_a_running_superqueuer_prunes_with_the_retention_setting(settings, conn):
     old = old_final_jobs(conn, 2, age="2 hours")
     recent = old_final_jobs(conn, 1, age="10 minutes")
     superqueuer = Superqueuer(dataclasses.replace(settings, retention="1 hour"))
-    try:
-        assert superqueuer.run_once() == 0  # pruning is not work that keeps the loop awake
-    finally:
-        superqueuer._close()
+    assert superqueuer.run_once() == 0  # a pass leaves pruning to the upkeep thread
+    assert job_count(conn) == 3
+    with running(superqueuer):
+        wait_until(lambda: job_count(conn) == 1, what="the old jobs pruned")
     remaining = [r[0] for r in conn.execute("SELECT id FROM lzq_jobs ORDER BY id")]
     assert remaining == recent and not set(old) & set(remaining)
+
+
+def test_a_superqueuer_with_an_unusable_retention_stops_with_configuration_error(settings):
+    superqueuer = Superqueuer(dataclasses.replace(settings, retention="a fortnight"))
+    with pytest.raises(ConfigurationError, match="LZQ_RETENTION="):
+        superqueuer.run()  # raised by the loop, from the upkeep thread's first turn
 
 
 # -- lzq prune ------------------------------------------------------------------------------------

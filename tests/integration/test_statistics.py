@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 
 from lzq import maintenance
 from lzq.superqueuer import Superqueuer
+from tests.integration.helpers import running, wait_until
 from tests.sql.helpers import explained
 
 
@@ -23,11 +24,8 @@ def test_a_table_grown_far_past_its_statistics_is_analyzed_once(settings, conn):
     assert reltuples(conn) < 0  # never analyzed
     conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 1500),))
     wait_for_counters(conn)
-    superqueuer = Superqueuer(settings)
-    try:
-        superqueuer.run_once()  # the first pass looks at the statistics
-    finally:
-        superqueuer._close()
+    with running(Superqueuer(settings)):  # its upkeep looks at the statistics at once
+        wait_until(lambda: reltuples(conn) >= 0, what="lzq_jobs analyzed")
     assert reltuples(conn) == 1500
     assert maintenance.analyze_if_stale(conn) is False  # fresh now: nothing to do
 
@@ -39,7 +37,7 @@ def test_a_small_change_is_left_to_autovacuum(conn):
     assert reltuples(conn) < 0
 
 
-def test_plans_cached_while_the_table_was_empty_are_replanned_after_a_superqueuer_pass(settings, conn, dsn):
+def test_plans_cached_while_the_table_was_empty_are_replanned_once_a_superqueuer_runs(settings, conn, dsn):
     """A daemon's session caches generic plans on an empty lzq_jobs; once the table has grown, the
     superqueuer's ANALYZE makes that same session look jobs up by primary key again."""
     daemon = psycopg.connect(dsn, autocommit=True)
@@ -62,11 +60,8 @@ def test_plans_cached_while_the_table_was_empty_are_replanned_after_a_superqueue
         return [plan for plan in plans if "UPDATE lzq_jobs" in plan]
 
     assert any("Seq Scan on lzq_jobs" in plan for plan in start_plans(claimed[:2]))  # the trap, as it was
-    superqueuer = Superqueuer(settings)
-    try:
-        superqueuer.run_once()  # the first pass looks at the statistics: the table is analyzed
-    finally:
-        superqueuer._close()
+    with running(Superqueuer(settings)):  # its upkeep looks at the statistics: the table is analyzed
+        wait_until(lambda: reltuples(conn) > 5000, what="lzq_jobs analyzed")
     plans = start_plans(claimed[2:])
     assert plans and not any("Seq Scan on lzq_jobs" in plan for plan in plans), plans
     daemon.close()
