@@ -96,12 +96,15 @@ _element = st.fixed_dictionaries(
     queued=st.integers(0, 2),
     mode=st.sampled_from(["fair", "priority", "fifo"]),
 )
-def test_a_batch_without_options_gets_the_rows_and_errors_the_per_job_validation_gives(conn, batch, queued, mode):
+def test_a_batch_without_options_gets_the_rows_and_errors_the_per_job_validation_gives(
+    conn, batch, queued, mode
+):
     # lzq_push_many builds a batch without options set-based; one element with an option sends the
     # whole batch through the per-job loop. Here the same jobs go both ways from the same state (an
     # option that changes nothing: priority 0): rows (ids aside) and errors must be equal.
     conn.execute("TRUNCATE lzq_jobs CASCADE")
-    conn.execute("SELECT lzq_queue_mode('default', %s)", (mode,))  # fair: tagged in the batch; else by the trigger
+    # Fair: tagged in the batch; priority and fifo: by the trigger, from a sequence.
+    conn.execute("SELECT lzq_queue_mode('default', %s)", (mode,))
     push_many(conn, [{"job_name": "a"}] * queued)  # a flow with a tail: its tags continue from it
     looped = [{**element, "job_options": {"priority": 0}} for element in batch]
 
