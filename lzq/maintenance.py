@@ -79,17 +79,20 @@ class Pruner:
         return deleted or 0
 
 
-#: lzq_jobs changed by more rows than this plus its size at the last ANALYZE: statistics that stale
-#: are refreshed by the superqueuers (autovacuum, with lzq's 2% setting, does it long before
+#: lzq_jobs grown past twice its size at the last ANALYZE plus this many rows: statistics that
+#: stale are refreshed by the superqueuers (autovacuum, with lzq's 2% setting, does it long before
 #: where it runs). PL/pgSQL keeps a generic plan per statement for a session's life and replans only
 #: when statistics change: daemons that started on an empty table kept sequential scans for their
 #: primary-key lookups as it grew (start 9 ms, finish 20 ms, claim 5.8 ms at 20,000 rows instead of
 #: 0.7, 0.7 and 0.9), and benchmarks/soak.py's drain fell from 1,000 to 200 jobs/s within a minute.
+#: Growth, not churn: a queue table of steady size rewrites its rows all day (four or more changes
+#: per job), and counting those re-analyzed a 1,000-row table every 2 s at 200 jobs/s, 60 ms of
+#: CPU each time, which on a 2-core machine stalled every claim and start meanwhile.
 STALE_STATISTICS_ROWS = 1000
 #: How often a superqueuer looks (one ~0.1 ms query on pg_class and pg_stat_user_tables).
 STATISTICS_CHECK_EVERY_S = 1.0
 _STALENESS = """
-    SELECT s.n_mod_since_analyze > %s + greatest(c.reltuples, 0)
+    SELECT s.n_live_tup > %s + 2 * greatest(c.reltuples, 0)
       FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid
      WHERE c.oid = 'lzq_jobs'::regclass"""
 

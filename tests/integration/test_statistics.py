@@ -30,6 +30,31 @@ def test_a_table_grown_far_past_its_statistics_is_analyzed_once(settings, conn):
     assert maintenance.analyze_if_stale(conn) is False  # fresh now: nothing to do
 
 
+def test_churn_in_a_table_of_steady_size_is_left_to_autovacuum(conn):
+    # A queue table rewrites its rows all the time (ready, dispatched, running, final); its size,
+    # which is what the cached plans depend on, stays put. Two full rewrites of 1,500 rows: 3,000
+    # changes, more than 1,000 plus the table's size, and still no ANALYZE.
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 1500),))
+    wait_for_counters(conn)
+    assert maintenance.analyze_if_stale(conn) is True
+    for status in ("scheduled", "ready"):
+        conn.execute("UPDATE lzq_jobs SET status = %s", (status,))
+    wait_for_counters(conn)
+    assert (
+        conn.execute(
+            "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'lzq_jobs'"
+        ).fetchone()[0]
+        >= 3000
+    )
+    assert maintenance.analyze_if_stale(conn) is False
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 2100),))  # 3,600 rows now
+    wait_for_counters(conn)
+    assert maintenance.analyze_if_stale(conn) is False  # not yet past 2 x 1,500 + 1,000
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 500),))
+    wait_for_counters(conn)
+    assert maintenance.analyze_if_stale(conn) is True
+
+
 def test_a_small_change_is_left_to_autovacuum(conn):
     conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 10),))
     wait_for_counters(conn)
