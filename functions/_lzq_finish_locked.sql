@@ -9,6 +9,7 @@ DECLARE
     v_ids bigint[];
     v_statuses text[];
     v_queues text[];
+    v_ready_queues text[];
     v_classes text[];
     v_final bigint[];
     v_limited boolean;
@@ -60,14 +61,15 @@ BEGIN
     -- What else applies, asked here rather than in statements of their own (each costs; the
     -- common finish has no dependents and no check waiting on its class).
     SELECT array_agg(done.id), array_agg(done.status), array_agg(DISTINCT done.queue_name),
+           coalesce(array_agg(DISTINCT done.queue_name) FILTER (WHERE done.status = 'ready'), '{}'),
            array_agg(DISTINCT done.class), bool_or(done.limited), bool_or(done.recurring),
            coalesce(array_agg(done.id) FILTER (WHERE done.status IN ('succeeded', 'failed')), '{}'),
            bool_or(EXISTS (SELECT 1 FROM lzq_dependencies AS d WHERE d.depends_on = done.id)),
            bool_or(EXISTS (SELECT 1 FROM lzq_jobs AS w
                             WHERE w.status = 'waiting' AND w.checks <> '{}'
                               AND split_part(w.job_name, '#', 1) = done.class))
-      INTO v_ids, v_statuses, v_queues, v_classes, v_limited, v_recurring, v_final, v_dependents,
-           v_class_checks
+      INTO v_ids, v_statuses, v_queues, v_ready_queues, v_classes, v_limited, v_recurring, v_final,
+           v_dependents, v_class_checks
       FROM done;
     IF v_ids IS NULL THEN
         RETURN;
@@ -90,10 +92,16 @@ BEGIN
          WHERE j.status = 'waiting' AND j.checks <> '{}' AND j.unmet_deps = 0
            AND split_part(j.job_name, '#', 1) = ANY (v_classes) AND j.check_at > now();
         IF FOUND THEN
-            v_queues := v_queues || ''::text;
+            v_ready_queues := v_ready_queues || ''::text;
         END IF;
     END IF;
-    PERFORM _lzq_wake(q) FROM unnest(v_queues) AS q;
+    -- Retried jobs are ready again (and due checks need an evaluation): wake for them. Every
+    -- other queue only got slots back (_lzq_wake_freed). Released dependents, freed limit slots
+    -- and next recurring runs wake for themselves above.
+    IF v_ready_queues <> '{}' THEN
+        PERFORM _lzq_wake(q) FROM unnest(v_ready_queues) AS q;
+    END IF;
+    PERFORM _lzq_wake_freed(ARRAY(SELECT q FROM unnest(v_queues) AS q WHERE q <> ALL (v_ready_queues)));
     RETURN QUERY SELECT u.id, u.status FROM unnest(v_ids, v_statuses) AS u(id, status);
 END;
 $$;

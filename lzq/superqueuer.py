@@ -37,6 +37,13 @@ AUTO_MARGIN_REFILL_S = 0.025
 #: millisecond of SQL): a burst that starts on an idle system gets its margin within this time.
 AUTO_MARGIN_EVERY_S = 0.2
 AUTO_MARGIN_SAMPLE = 200
+#: Payloads of _lzq_wake_freed start with this: a slot freed, nothing made ready.
+FREED_SLOT = "\x1f"
+#: Woken only by freed slots: are ready jobs waiting for one (out of credit, or parked by another
+#: superqueuer's claim)? Then a pass. (A queue whose name starts with chr(31) would have its
+#: pushes taken for freed slots and, with nothing else ready, wait for the polling backstop.)
+_READY_LEFT = "SELECT EXISTS (SELECT 1 FROM lzq_jobs WHERE status = 'ready')"
+
 _RECENT_DURATIONS = """
     SELECT (SELECT avg(extract(epoch FROM j.finished_at - j.started_at))::float8
               FROM (SELECT f.finished_at, f.started_at FROM lzq_jobs AS f
@@ -106,6 +113,7 @@ class Superqueuer:
         self._next_sweep = 0.0
         self._next_promote_at = 0.0
         self._promoted = False  # whether the last pass promoted and evaluated checks
+        self._claim_next = True  # False: the next pass was woken only by a timer of ours (see _step)
         self._next_due_at: float | None = None  # monotonic time the next scheduled job falls due
         self._idle = False  # our lzq_superqueuers.idle, as last written
         self._backlog = False  # the last pass filled a claim batch
@@ -172,7 +180,21 @@ class Superqueuer:
         if not self._promoted:  # jobs may have fallen due since the last promotion
             wake_at.append(self._next_promote_at)
         timeout = min(self.settings.poll_interval_s, max(0.0, min(wake_at) - time.monotonic()))
-        self._listener.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            payloads = self._listener.wait(max(0.0, deadline - time.monotonic()))
+            # A slot freed by a finished job (_lzq_wake_freed) matters only while ready jobs wait
+            # for credit; otherwise whatever makes a job ready next wakes us. Without this every
+            # job cost two passes and two claims, one for its push and one for its finish; the
+            # look costs a tenth of a claim.
+            if not payloads or not all(p.startswith(FREED_SLOT) for p in payloads):
+                break
+            if self._fetch(_READY_LEFT, None)[0][0]:
+                break
+        # Woken by a timer of ours (promotion, a due job, the sweep): the next pass claims only if
+        # it made jobs ready; whatever else makes jobs ready NOTIFYs. The polling backstop always
+        # claims: LISTEN is only a hint.
+        self._claim_next = bool(payloads) or timeout >= self.settings.poll_interval_s
 
     def run_once(self, idle: bool | None = None) -> int:
         """One pass; returns how many jobs it published or moved on by readiness checks.
@@ -197,21 +219,12 @@ class Superqueuer:
             self._next_promote_at = time.monotonic() + PROMOTE_EVERY_S
             statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
             statements.append(("SELECT * FROM lzq_checks_due(%s, %s)", (CHECKS_BATCH, CHECK_LEASE_S)))
-        statements.append(
-            (
-                "SELECT * FROM lzq_claim(%s, %s, %s, %s)",
-                (
-                    self.settings.claim_batch,
-                    self.settings.dispatch_lease_s,
-                    self.margin,
-                    self.settings.worker_dead_after_s,
-                ),
-            )
-        )
+        claiming = self._claim_next or sweeping
+        self._claim_next = True
+        if claiming:
+            statements.append(self._claim_statement())
         results = db.fetch_pipelined(self._conn, statements)
-        claimed = results.pop()
-        if claimed:
-            failpoints.hit("after_claim_commit")
+        claimed = self._claimed(results.pop()) if claiming else []
         checks_due = []
         if self._promoted:
             checks_due = results.pop()
@@ -219,12 +232,30 @@ class Superqueuer:
             self._next_due_at = None if next_due_in_s is None else time.monotonic() + next_due_in_s
             if promoted_count:
                 self.log.debug("jobs_promoted", count=promoted_count)
+                if not claiming:  # a pass woken by a timer: claim what it made ready
+                    claimed = self._claimed(self._fetch(*self._claim_statement()))
         if sweeping:
             self._log_swept(results.pop())
             self._extend_cron_times(results.pop())
         published = self._publish(claimed) if claimed else 0
         moved = self._evaluate_checks(checks_due) if checks_due else 0
         return published + moved
+
+    def _claim_statement(self) -> tuple[str, object]:
+        return (
+            "SELECT * FROM lzq_claim(%s, %s, %s, %s)",
+            (
+                self.settings.claim_batch,
+                self.settings.dispatch_lease_s,
+                self.margin,
+                self.settings.worker_dead_after_s,
+            ),
+        )
+
+    def _claimed(self, claimed: list[tuple]) -> list[tuple]:
+        if claimed:
+            failpoints.hit("after_claim_commit")
+        return claimed
 
     def _size_margin(self) -> None:
         """LZQ_PREFETCH_MARGIN=auto: resize the margin from recent durations (every AUTO_MARGIN_EVERY_S)."""

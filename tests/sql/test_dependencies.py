@@ -257,7 +257,8 @@ def test_release_wakes_a_sleeping_superqueuer_for_the_dependents_queue(conn, lis
     conn.execute("SELECT lzq_superqueuer_idle('sq1', true)")
     notifications_until_sentinel(listener, conn)
     succeed(conn, parent)
-    assert sorted(notifications_until_sentinel(listener, conn)) == ["emails", "reports"]
+    # The dependent is ready work in its queue; the parent's queue only got a slot back.
+    assert sorted(notifications_until_sentinel(listener, conn)) == ["\x1femails", "reports"]
 
 
 def test_failure_cancels_dependents_transitively_naming_each_ones_own_dependency(conn):

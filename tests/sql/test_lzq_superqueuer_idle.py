@@ -75,12 +75,22 @@ def test_finish_and_handback_notify_a_sleeping_superqueuer_that_a_slot_freed(con
     notifications_until_sentinel(listener, conn)  # forget what setting up sent
     set_idle(conn, "sq1", True)
     assert finish(conn, "w1", {"id": done, "attempt": 1, "outcome": "succeeded"}) == [(done, "succeeded")]
-    assert notifications_until_sentinel(listener, conn) == ["emails"]
+    assert notifications_until_sentinel(listener, conn) == ["\x1femails"]  # a slot, nothing made ready
     assert handback(conn, None, (back, token)) == [back]
     assert notifications_until_sentinel(listener, conn) == ["reports"]
     # A report that does not apply frees nothing and wakes nobody.
     assert finish(conn, "w1", {"id": done, "attempt": 1, "outcome": "succeeded"}) == []
     assert notifications_until_sentinel(listener, conn) == []
+
+
+def test_a_finish_that_makes_its_job_ready_again_wakes_for_ready_work_not_a_slot(conn, listener):
+    job_id, _ = running_job(conn, "w1", queue_name="emails")
+    notifications_until_sentinel(listener, conn)
+    set_idle(conn, "sq1", True)
+    assert finish(conn, "w1", {"id": job_id, "attempt": 1, "outcome": "retry", "retry_delay_s": 0}) == [
+        (job_id, "ready")
+    ]
+    assert notifications_until_sentinel(listener, conn) == ["emails"]
 
 
 def test_sweep_notifies_a_sleeping_superqueuer_of_the_queues_it_gave_jobs_back_to(conn, listener):

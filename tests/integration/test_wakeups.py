@@ -1,0 +1,78 @@
+"""What wakes a sleeping superqueuer into a claim: work made ready, not a slot nobody waits for."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from psycopg.types.json import Jsonb
+
+from lzq.config import Settings
+from lzq.superqueuer import Superqueuer
+from tests.integration.helpers import running, wait_until
+
+# Long polling and sweep intervals: only NOTIFYs can explain what happens within a test.
+QUIET = {"poll_interval_s": 3.0, "sweep_interval_s": 60.0, "worker_dead_after_s": 60}
+
+
+def push(conn, name: str) -> int:
+    return conn.execute("SELECT lzq_push(%s)", (name,)).fetchone()[0]
+
+
+def status(conn, job_id: int) -> str:
+    return conn.execute("SELECT status FROM lzq_jobs WHERE id = %s", (job_id,)).fetchone()[0]
+
+
+def start_and_finish(conn, job_id: int) -> None:
+    """What a worker does with a delivery, as SQL: the start fence, then a success report."""
+    [(token,)] = conn.execute("SELECT dispatch_token FROM lzq_jobs WHERE id = %s", (job_id,))
+    conn.execute("SELECT * FROM lzq_start('w1', %s)", (Jsonb([{"id": job_id, "token": str(token)}]),))
+    conn.execute(
+        "SELECT * FROM lzq_finish('w1', %s)", (Jsonb([{"id": job_id, "attempt": 1, "outcome": "succeeded"}]),)
+    )
+
+
+def counting_claims(superqueuer: Superqueuer) -> list[float]:
+    """Note the time of every claim the superqueuer prepares (a spy on our own method)."""
+    times: list[float] = []
+    prepare = superqueuer._claim_statement
+
+    def spied():
+        times.append(time.monotonic())
+        return prepare()
+
+    superqueuer._claim_statement = spied
+    return times
+
+
+def test_a_slot_freed_while_nothing_is_ready_costs_no_claim(settings: Settings, conn):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 4)")
+    superqueuer = Superqueuer(dataclasses.replace(settings, **QUIET))
+    claims = counting_claims(superqueuer)
+    first = push(conn, "first")
+    with running(superqueuer):
+        wait_until(lambda: status(conn, first) == "dispatched", what="the first job dispatched")
+        wait_until(lambda: superqueuer._idle, what="the superqueuer asleep")
+        before = len(claims)
+        start_and_finish(conn, first)  # NOTIFYs a freed slot: nothing is ready, so no pass
+        time.sleep(0.5)
+        assert len(claims) == before
+        second = push(conn, "second")  # ready work: a pass and its claim at once
+        wait_until(
+            lambda: status(conn, second) == "dispatched", timeout_s=3, what="the second job dispatched"
+        )
+        assert len(claims) > before
+
+
+def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(settings: Settings, conn):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 1)")  # one slot, no margin
+    superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="0", **QUIET))
+    first, waiting = push(conn, "first"), push(conn, "waiting")
+    with running(superqueuer):
+        wait_until(lambda: status(conn, first) == "dispatched", what="the first job dispatched")
+        wait_until(lambda: superqueuer._idle, what="the superqueuer asleep")
+        assert status(conn, waiting) == "ready"  # no credit for it
+        start_and_finish(conn, first)
+        wait_until(
+            lambda: status(conn, waiting) == "dispatched", timeout_s=3, what="the waiting job dispatched"
+        )
