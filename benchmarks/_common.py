@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import lzq
+from benchmarks.stats import median, percentile  # noqa: F401 - the scripts' one import
 from lzq import schema
 from lzq.config import DEFAULT_AMQP_URL
 
@@ -44,19 +43,6 @@ PG_SETTINGS = (
 
 
 # -- numbers ---------------------------------------------------------------------------------------
-
-
-def median(values: Sequence[float]) -> float:
-    """The median (noisy shared machines make means misleading)."""
-    return statistics.median(values) if values else float("nan")
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile (``fraction`` 0.9 → p90) of ``values``; nan if empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))]
 
 
 def fmt_rate(value: float) -> str:

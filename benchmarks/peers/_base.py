@@ -27,6 +27,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
+from benchmarks.stats import percentile
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 #: Directory where worker processes report (set by the adapter for its workers).
 DIR_ENV = "LZQ_PEER_DIR"
@@ -223,12 +225,6 @@ def conninfo_to_url(conninfo: str) -> str:
     return f"postgresql://{auth}@{host}:{port}/{quote(str(parts.get('dbname', 'postgres')))}"
 
 
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))]
-
-
 class Scenarios:
     """What one adapter measures, in order, with the system-specific parts passed in.
 
@@ -293,8 +289,8 @@ class Scenarios:
             workers.wait_for(backlog + count, args.stall_s)
             time.sleep(FLUSH_S * 3)
             latencies = [x for r in workers.reports() for x in r["latencies"]]
-            self.result["latency_p50_ms"] = percentile(latencies, 50) * 1000
-            self.result["latency_p99_ms"] = percentile(latencies, 99) * 1000
+            self.result["latency_p50_ms"] = percentile(latencies, 0.50) * 1000
+            self.result["latency_p99_ms"] = percentile(latencies, 0.99) * 1000
             self.result["latency_samples"] = len(latencies)
         self.result["backlog"] = backlog
         if notes:
