@@ -57,7 +57,8 @@ from benchmarks._common import (  # noqa: E402
     print_environment,
     say,
 )
-from benchmarks.peers._base import DIR_ENV, FLUSH_S, Workers, percentile  # noqa: E402
+from benchmarks.peers._base import DIR_ENV, FLUSH_S, Workers  # noqa: E402
+from benchmarks.stats import percentile  # noqa: E402
 from lzq.client import Client  # noqa: E402
 
 #: The daemons' handlers: lzq_peer's ``noop`` records its start like every system in peers.py.
@@ -69,7 +70,7 @@ ATTEMPTS = 2
 RETRY_S = 10.0
 #: A push that begins later than this after its scheduled time counts as behind schedule.
 LATE_S = 0.001
-PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0))
+PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0))
 #: (key, label): the three latencies of every measured job.
 MEASURES = (
     ("start_handler", "push->start (handler clock)"),
