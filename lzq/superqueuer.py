@@ -42,7 +42,9 @@ FREED_SLOT = "\x1f"
 #: Woken only by freed slots: are ready jobs waiting for one (out of credit, or parked by another
 #: superqueuer's claim)? Then a pass. (A queue whose name starts with chr(31) would have its
 #: pushes taken for freed slots and, with nothing else ready, wait for the polling backstop.)
-_READY_LEFT = "SELECT EXISTS (SELECT 1 FROM lzq_jobs WHERE status = 'ready')"
+#: In the dispatch index's order, not as EXISTS: the planner drops an EXISTS's order and, with
+#: statistics taken during a backlog, scanned the whole table (4 ms after a 20,000-job drain).
+_READY_LEFT = "SELECT 1 FROM lzq_jobs WHERE status = 'ready' ORDER BY queue_name, vtag, priority, id LIMIT 1"
 
 _RECENT_DURATIONS = """
     SELECT (SELECT avg(extract(epoch FROM j.finished_at - j.started_at))::float8
@@ -189,7 +191,7 @@ class Superqueuer:
             # look costs a tenth of a claim.
             if not payloads or not all(p.startswith(FREED_SLOT) for p in payloads):
                 break
-            if self._fetch(_READY_LEFT, None)[0][0]:
+            if self._fetch(_READY_LEFT, None):
                 break
         # Woken by a timer of ours (promotion, a due job, the sweep): the next pass claims only if
         # it made jobs ready; whatever else makes jobs ready NOTIFYs. The polling backstop always

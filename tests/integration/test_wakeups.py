@@ -7,6 +7,7 @@ import time
 
 from psycopg.types.json import Jsonb
 
+from lzq import superqueuer as superqueuer_module
 from lzq.config import Settings
 from lzq.superqueuer import Superqueuer
 from tests.integration.helpers import running, wait_until
@@ -76,3 +77,16 @@ def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(settings: 
         wait_until(
             lambda: status(conn, waiting) == "dispatched", timeout_s=3, what="the waiting job dispatched"
         )
+
+
+def test_the_look_for_ready_jobs_uses_the_dispatch_index_whatever_the_statistics_say(conn):
+    # Statistics from a backlog (every job ready), then the backlog drained: the look that decides
+    # whether a freed slot is worth a pass must not scan the table for the ready jobs it believes in.
+    conn.execute(
+        "INSERT INTO lzq_jobs (job_name, fairness_key, status, vtag)"
+        " SELECT 'noop', 'noop', 'ready', g FROM generate_series(1, 5000) AS g"
+    )
+    conn.execute("ANALYZE lzq_jobs")
+    conn.execute("UPDATE lzq_jobs SET status = 'succeeded', finished_at = now()")
+    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + superqueuer_module._READY_LEFT))
+    assert "lzq_jobs_dispatch_idx" in plan and "Seq Scan" not in plan, plan
