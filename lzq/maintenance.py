@@ -129,6 +129,10 @@ def prune_all(conn: Any, older_than: str, batch: int = CLI_BATCH) -> int:
             return total
 
 
+#: How long ``Upkeep.stop`` lets a running statement finish before cancelling it.
+STOP_WAIT_S = 1.0
+
+
 class Upkeep:
     """A superqueuer's upkeep, on a thread and a connection of its own: a ``Pruner`` turn when due
     and, every ``STATISTICS_CHECK_EVERY_S``, ``analyze_if_stale``.
@@ -158,10 +162,16 @@ class Upkeep:
         self._thread.start()
 
     def stop(self) -> None:
-        """Let the current turn finish (its statement is not cut short), then close the connection."""
+        """End the thread and close its connection. A statement still running after
+        ``STOP_WAIT_S`` (an ANALYZE waiting on a lock) is cancelled: a stopping superqueuer does
+        not wait for upkeep."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=STOP_WAIT_S)
+            if self._thread.is_alive() and self._conn is not None:
+                with contextlib.suppress(Exception):  # psycopg's cancel is safe from another thread
+                    self._conn.cancel()
+                self._thread.join(timeout=STOP_WAIT_S)
             self._thread = None
         self._close()
 
@@ -185,6 +195,8 @@ class Upkeep:
                 backoff.reset()
                 delay = min(self.pruner.next_at, self._next_statistics_check) - time.monotonic()
             except db.TRANSIENT_ERRORS as exc:
+                if self._stop.is_set():  # cancelled by stop()
+                    return
                 delay = backoff.next_delay()
                 self.log.warning(
                     "database_unavailable",

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 from psycopg.types.json import Jsonb
 
 from lzq.superqueuer import Superqueuer
 from tests.integration.helpers import running, wait_until
+
+
+def analyze_waiting(conn) -> int:
+    """Superqueuer sessions whose ANALYZE lzq_jobs waits for a lock."""
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lzq-superqueuer%'"
+        " AND wait_event_type = 'Lock' AND query = 'ANALYZE lzq_jobs'"
+    ).fetchone()[0]
 
 
 def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
@@ -18,13 +28,7 @@ def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE lzq_jobs IN SHARE UPDATE EXCLUSIVE MODE")
         with running(Superqueuer(settings)):
-            wait_until(
-                lambda: conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lzq-superqueuer%'"
-                    " AND wait_event_type = 'Lock' AND query = 'ANALYZE lzq_jobs'"
-                ).fetchone()[0],
-                what="the upkeep's ANALYZE waiting for the lock",
-            )
+            wait_until(lambda: analyze_waiting(conn), what="the upkeep's ANALYZE waiting for the lock")
             # A job pushed now is dispatched while the ANALYZE still waits: the loop is not in it.
             [(job_id,)] = conn.execute("SELECT lzq_push('late')").fetchall()
             wait_until(
@@ -44,3 +48,19 @@ def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
                 ),
                 what="lzq_jobs analyzed",
             )
+
+
+def test_a_superqueuer_stops_at_once_while_its_upkeeps_analyze_waits(settings, conn, dsn):
+    conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 1500),))
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    superqueuer = Superqueuer(settings)
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE lzq_jobs IN SHARE UPDATE EXCLUSIVE MODE")
+        with running(superqueuer) as thread:
+            wait_until(lambda: analyze_waiting(conn), what="the upkeep's ANALYZE waiting for the lock")
+            stopping = time.monotonic()
+            superqueuer.stop()
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+            assert time.monotonic() - stopping < 5  # the lock is still held: the ANALYZE was cancelled
+        wait_until(lambda: not analyze_waiting(conn), what="the cancelled ANALYZE gone")
