@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -129,3 +130,13 @@ def settings(dsn: str, amqp_prefix: str) -> Settings:
         sweep_interval_s=0.5,
         stop_grace_s=2.0,
     )
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, message: str = "condition") -> None:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")

@@ -114,15 +114,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
     setattr(item, f"rep_{report.when}", report)
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, message: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
-
-
 def status_counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT status, count(*) FROM lzq_jobs GROUP BY status").fetchall())
 

@@ -9,8 +9,8 @@ import pytest
 
 from lzq import amqp
 from lzq.client import Client
-from tests.conftest import AMQP_URL
-from tests.e2e.conftest import status_counts, wait_until
+from tests.conftest import AMQP_URL, wait_until
+from tests.e2e.conftest import status_counts
 
 pytestmark = pytest.mark.e2e
 

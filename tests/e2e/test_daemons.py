@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import overlapping_runs, status_counts, wait_until
+from tests.conftest import wait_until
+from tests.e2e.conftest import overlapping_runs, status_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.e2e.conftest import wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 

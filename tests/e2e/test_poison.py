@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import status_counts, wait_until
+from tests.conftest import wait_until
+from tests.e2e.conftest import status_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from psycopg.types.json import Jsonb
 
 import lzq
 import tests.e2e.app  # noqa: F401 - registers nothing, but lets the client see the handler classes
-from tests.e2e.conftest import status_counts, wait_until
+from tests.conftest import wait_until
+from tests.e2e.conftest import status_counts
 
 pytestmark = pytest.mark.e2e
 

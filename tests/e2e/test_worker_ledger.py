@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from lzq import amqp
-from tests.e2e.conftest import status_counts, wait_until
+from tests.conftest import wait_until
+from tests.e2e.conftest import status_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -23,15 +22,3 @@ def running(daemon: Any) -> Iterator[threading.Thread]:
         daemon.stop()
         thread.join(timeout=15)
         assert not thread.is_alive(), f"{type(daemon).__name__}.run() did not stop"
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` every 20 ms until it is truthy (returned) or ``timeout_s`` passes (fail)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)

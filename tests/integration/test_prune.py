@@ -17,7 +17,8 @@ from lzq.config import Settings
 from lzq.errors import ConfigurationError
 from lzq.maintenance import Pruner
 from lzq.superqueuer import Superqueuer
-from tests.integration.helpers import running, wait_until
+from tests.conftest import wait_until
+from tests.integration.helpers import running
 
 
 class Recorder:
@@ -103,7 +104,7 @@ def test_a_running_superqueuer_prunes_with_the_retention_setting(settings, conn)
     assert superqueuer.run_once() == 0  # a pass leaves pruning to the upkeep thread
     assert job_count(conn) == 3
     with running(superqueuer):
-        wait_until(lambda: job_count(conn) == 1, what="the old jobs pruned")
+        wait_until(lambda: job_count(conn) == 1, 10, message="the old jobs pruned")
     remaining = [r[0] for r in conn.execute("SELECT id FROM lzq_jobs ORDER BY id")]
     assert remaining == recent and not set(old) & set(remaining)
 

@@ -8,7 +8,8 @@ from psycopg.types.json import Jsonb
 
 from lzq import maintenance
 from lzq.superqueuer import Superqueuer
-from tests.integration.helpers import running, wait_until
+from tests.conftest import wait_until
+from tests.integration.helpers import running
 from tests.sql.helpers import explained
 
 
@@ -25,7 +26,7 @@ def test_a_table_grown_far_past_its_statistics_is_analyzed_once(settings, conn):
     conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 1500),))
     wait_for_counters(conn)
     with running(Superqueuer(settings)):  # its upkeep looks at the statistics at once
-        wait_until(lambda: reltuples(conn) >= 0, what="lzq_jobs analyzed")
+        wait_until(lambda: reltuples(conn) >= 0, 10, message="lzq_jobs analyzed")
     assert reltuples(conn) == 1500
     assert maintenance.analyze_if_stale(conn) is False  # fresh now: nothing to do
 
@@ -86,7 +87,7 @@ def test_plans_cached_while_the_table_was_empty_are_replanned_once_a_superqueuer
 
     assert any("Seq Scan on lzq_jobs" in plan for plan in start_plans(claimed[:2]))  # the trap, as it was
     with running(Superqueuer(settings)):  # its upkeep looks at the statistics: the table is analyzed
-        wait_until(lambda: reltuples(conn) > 5000, what="lzq_jobs analyzed")
+        wait_until(lambda: reltuples(conn) > 5000, 10, message="lzq_jobs analyzed")
     plans = start_plans(claimed[2:])
     assert plans and not any("Seq Scan on lzq_jobs" in plan for plan in plans), plans
     daemon.close()

@@ -8,7 +8,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from lzq.superqueuer import Superqueuer
-from tests.integration.helpers import running, wait_until
+from tests.conftest import wait_until
+from tests.integration.helpers import running
 
 
 def analyze_waiting(conn) -> int:
@@ -28,7 +29,7 @@ def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE lzq_jobs IN SHARE UPDATE EXCLUSIVE MODE")
         with running(Superqueuer(settings)):
-            wait_until(lambda: analyze_waiting(conn), what="the upkeep's ANALYZE waiting for the lock")
+            wait_until(lambda: analyze_waiting(conn), 10, message="the upkeep's ANALYZE waiting for the lock")
             # A job pushed now is dispatched while the ANALYZE still waits: the loop is not in it.
             [(job_id,)] = conn.execute("SELECT lzq_push('late')").fetchall()
             wait_until(
@@ -36,7 +37,8 @@ def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
                     conn.execute("SELECT status FROM lzq_jobs WHERE id = %s", (job_id,)).fetchone()[0]
                     == "dispatched"
                 ),
-                what="the job pushed during the ANALYZE dispatched",
+                10,
+                message="the job pushed during the ANALYZE dispatched",
             )
             blocker.rollback()  # the ANALYZE goes through; the superqueuer then stops cleanly
             wait_until(
@@ -46,7 +48,8 @@ def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
                     ).fetchone()[0]
                     > 0
                 ),
-                what="lzq_jobs analyzed",
+                10,
+                message="lzq_jobs analyzed",
             )
 
 
@@ -57,10 +60,10 @@ def test_a_superqueuer_stops_at_once_while_its_upkeeps_analyze_waits(settings, c
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE lzq_jobs IN SHARE UPDATE EXCLUSIVE MODE")
         with running(superqueuer) as thread:
-            wait_until(lambda: analyze_waiting(conn), what="the upkeep's ANALYZE waiting for the lock")
+            wait_until(lambda: analyze_waiting(conn), 10, message="the upkeep's ANALYZE waiting for the lock")
             stopping = time.monotonic()
             superqueuer.stop()
             thread.join(timeout=10)
             assert not thread.is_alive()
             assert time.monotonic() - stopping < 5  # the lock is still held: the ANALYZE was cancelled
-        wait_until(lambda: not analyze_waiting(conn), what="the cancelled ANALYZE gone")
+        wait_until(lambda: not analyze_waiting(conn), 10, message="the cancelled ANALYZE gone")

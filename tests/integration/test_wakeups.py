@@ -10,7 +10,8 @@ from psycopg.types.json import Jsonb
 from lzq import superqueuer as superqueuer_module
 from lzq.config import Settings
 from lzq.superqueuer import Superqueuer
-from tests.integration.helpers import running, wait_until
+from tests.conftest import wait_until
+from tests.integration.helpers import running
 
 # Long polling and sweep intervals: only NOTIFYs can explain what happens within a test.
 QUIET = {"poll_interval_s": 3.0, "sweep_interval_s": 60.0, "worker_dead_after_s": 60}
@@ -52,16 +53,14 @@ def test_a_slot_freed_while_nothing_is_ready_costs_no_claim(settings: Settings, 
     claims = counting_claims(superqueuer)
     first = push(conn, "first")
     with running(superqueuer):
-        wait_until(lambda: status(conn, first) == "dispatched", what="the first job dispatched")
-        wait_until(lambda: superqueuer._idle, what="the superqueuer asleep")
+        wait_until(lambda: status(conn, first) == "dispatched", 10, message="the first job dispatched")
+        wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
         before = len(claims)
         start_and_finish(conn, first)  # NOTIFYs a freed slot: nothing is ready, so no pass
         time.sleep(0.5)
         assert len(claims) == before
         second = push(conn, "second")  # ready work: a pass and its claim at once
-        wait_until(
-            lambda: status(conn, second) == "dispatched", timeout_s=3, what="the second job dispatched"
-        )
+        wait_until(lambda: status(conn, second) == "dispatched", 3, message="the second job dispatched")
         assert len(claims) > before
 
 
@@ -70,13 +69,11 @@ def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(settings: 
     superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="0", **QUIET))
     first, waiting = push(conn, "first"), push(conn, "waiting")
     with running(superqueuer):
-        wait_until(lambda: status(conn, first) == "dispatched", what="the first job dispatched")
-        wait_until(lambda: superqueuer._idle, what="the superqueuer asleep")
+        wait_until(lambda: status(conn, first) == "dispatched", 10, message="the first job dispatched")
+        wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
         assert status(conn, waiting) == "ready"  # no credit for it
         start_and_finish(conn, first)
-        wait_until(
-            lambda: status(conn, waiting) == "dispatched", timeout_s=3, what="the waiting job dispatched"
-        )
+        wait_until(lambda: status(conn, waiting) == "dispatched", 3, message="the waiting job dispatched")
 
 
 def test_the_look_for_ready_jobs_uses_the_dispatch_index_whatever_the_statistics_say(conn):
