@@ -96,12 +96,14 @@ BEGIN
         END IF;
     END IF;
     -- Retried jobs are ready again (and due checks need an evaluation): wake for them. Every
-    -- other queue only got slots back (_lzq_wake_freed). Released dependents, freed limit slots
-    -- and next recurring runs wake for themselves above.
+    -- other queue only got slots back: chr(31) before its name says so, and a sleeping
+    -- superqueuer then acts only if ready jobs wait for credit (lzq.superqueuer.FREED_SLOT; else
+    -- every finished job cost it a pass and a claim). Released dependents, freed limit slots and
+    -- next recurring runs wake for themselves above.
     IF v_ready_queues <> '{}' THEN
         PERFORM _lzq_wake(q) FROM unnest(v_ready_queues) AS q;
     END IF;
-    PERFORM _lzq_wake_freed(ARRAY(SELECT q FROM unnest(v_queues) AS q WHERE q <> ALL (v_ready_queues)));
+    PERFORM _lzq_wake(chr(31) || q) FROM unnest(v_queues) AS q WHERE q <> ALL (v_ready_queues);
     RETURN QUERY SELECT u.id, u.status FROM unnest(v_ids, v_statuses) AS u(id, status);
 END;
 $$;

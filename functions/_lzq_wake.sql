@@ -3,6 +3,7 @@
 -- superqueuer has said it is sleeping: a transaction that NOTIFYs takes a database-wide lock at
 -- commit, and a busy superqueuer polls its own loop anyway. Notifications with the same payload in
 -- one transaction collapse into one. LISTEN is a hint; superqueuers also poll on a slow timer.
+-- The payload is the queue name; lzq_finish prefixes chr(31) where it only freed slots.
 CREATE OR REPLACE FUNCTION _lzq_wake(queue_name text)
 RETURNS void
 LANGUAGE plpgsql AS $$

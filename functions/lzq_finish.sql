@@ -9,8 +9,8 @@
 -- Then, in the same transaction: frees the jobs' limit_to slots, releases or cancels the dependents of
 -- jobs that became final, creates the next run of recurring jobs that completed, and re-evaluates
 -- soon the readiness checks of jobs of the same classes.
--- Wakes sleeping superqueuers: a finished job frees a slot (_lzq_wake_freed), a retried one is
--- ready again (_lzq_wake).
+-- Wakes sleeping superqueuers: a finished job frees a slot (payload chr(31) || queue), a retried
+-- one is ready again (payload: the queue).
 CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
 RETURNS TABLE (id bigint, status text)
 LANGUAGE plpgsql AS $$

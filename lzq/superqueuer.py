@@ -37,7 +37,7 @@ AUTO_MARGIN_REFILL_S = 0.025
 #: millisecond of SQL): a burst that starts on an idle system gets its margin within this time.
 AUTO_MARGIN_EVERY_S = 0.2
 AUTO_MARGIN_SAMPLE = 200
-#: Payloads of _lzq_wake_freed start with this: a slot freed, nothing made ready.
+#: NOTIFY payloads starting with this (from lzq_finish): a slot freed, nothing made ready.
 FREED_SLOT = "\x1f"
 #: Woken only by freed slots: are ready jobs waiting for one (out of credit, or parked by another
 #: superqueuer's claim)? Then a pass. (A queue whose name starts with chr(31) would have its
@@ -185,7 +185,7 @@ class Superqueuer:
         deadline = time.monotonic() + timeout
         while True:
             payloads = self._listener.wait(max(0.0, deadline - time.monotonic()))
-            # A slot freed by a finished job (_lzq_wake_freed) matters only while ready jobs wait
+            # A slot freed by a finished job (FREED_SLOT) matters only while ready jobs wait
             # for credit; otherwise whatever makes a job ready next wakes us. Without this every
             # job cost two passes and two claims, one for its push and one for its finish; the
             # look costs a tenth of a claim.
