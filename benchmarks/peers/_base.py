@@ -5,14 +5,15 @@ every scenario once against its system and prints one ``RESULT {json}`` line for
 
 The handler of every system calls :func:`record` and nothing else. It counts jobs and, for
 latency jobs (params carry ``t``, the producer's ``time.time()`` just before the enqueue call),
-keeps ``time.time() - t`` at handler start. A daemon thread per worker process writes those to
-``$LZQ_PEER_DIR/<pid>.json`` every 20 ms, so the hot path makes no extra I/O and every system is
+keeps ``time.time() - t`` at handler start. A daemon thread per worker process writes the counts to
+``$LZQ_PEER_DIR/<pid>.json`` and appends new latencies to ``<pid>.lat`` every 20 ms, so the hot path makes no extra I/O and every system is
 measured the same way, on the same clock, with no database or broker of its own telling us.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import contextlib
 import json
@@ -63,20 +64,29 @@ def record(t: float | None = None) -> None:
 
 
 def _flush_loop() -> None:
+    """Every FLUSH_S: append the latencies recorded since the last flush to ``<pid>.lat`` (float64s),
+    then replace ``<pid>.json`` (counts, and how many latencies the .lat file holds). Only new
+    latencies are written: rewriting all of them each time (JSON) cost the worker processes CPU that
+    grew with the run, during the very latency measurement."""
     out_dir = Path(os.environ[DIR_ENV])
     path, tmp = out_dir / f"{os.getpid()}.json", out_dir / f".{os.getpid()}.tmp"
     written = -1
-    while True:
-        time.sleep(FLUSH_S)
-        with _lock:
-            if _state["count"] == written:
-                continue
-            written = _state["count"]
-            data = json.dumps(
-                {k: _state[k] for k in ("count", "first", "last")} | {"latencies": list(_state["latencies"])}
-            )
-        tmp.write_text(data)
-        os.replace(tmp, path)  # atomic: the reader never sees half a file
+    latencies_written = 0
+    with open(out_dir / f"{os.getpid()}.lat", "ab") as latency_file:
+        while True:
+            time.sleep(FLUSH_S)
+            with _lock:
+                if _state["count"] == written:
+                    continue
+                written = _state["count"]
+                counts = {k: _state[k] for k in ("count", "first", "last")}
+                new, _state["latencies"] = _state["latencies"], []
+            if new:
+                array.array("d", new).tofile(latency_file)
+                latency_file.flush()
+                latencies_written += len(new)
+            tmp.write_text(json.dumps(counts | {"latencies": latencies_written}))
+            os.replace(tmp, path)  # atomic: the reader never sees half a file
 
 
 # -- the adapter side -------------------------------------------------------------------------------
@@ -121,10 +131,15 @@ class Workers:
         return proc
 
     def reports(self) -> list[dict]:
+        """Each worker process's counts, with ``latencies`` as the list of seconds it recorded."""
         out = []
         for path in self.dir.glob("*.json"):
             with contextlib.suppress(OSError, ValueError):
-                out.append(json.loads(path.read_text()))
+                report = json.loads(path.read_text())
+                latencies = array.array("d")
+                # Only as many as the .json says: the .lat file may already hold a flush more.
+                latencies.frombytes(path.with_suffix(".lat").read_bytes()[: 8 * report["latencies"]])
+                out.append(report | {"latencies": latencies.tolist()})
         return out
 
     def count(self) -> int:
