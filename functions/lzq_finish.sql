@@ -13,7 +13,12 @@
 -- one is ready again (payload: the queue).
 CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
 RETURNS TABLE (id bigint, status text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Generic plans, no JIT: as lzq_claim, and for the same reason (statements by primary key and
+-- partial index, re-planned per call by default).
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
 #variable_conflict use_column
 BEGIN
     -- Lock the reported jobs in id order, as pushes lock their dependencies: no deadlock between a

@@ -10,7 +10,12 @@
 CREATE OR REPLACE FUNCTION lzq_finish_and_start(worker_id text, reports jsonb, deliveries jsonb)
 RETURNS TABLE (id bigint, status text, dispatch_token uuid, job_name text, params jsonb, queue_name text,
                priority smallint, fairness_key text, max_failures integer, attempt integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Generic plans, no JIT: as lzq_claim, and for the same reason (statements by primary key and
+-- partial index, re-planned per call by default).
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
 #variable_conflict use_column
 BEGIN
     -- One lock round for both, over the union in id order (as lzq_finish and lzq_start each lock

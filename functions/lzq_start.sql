@@ -10,7 +10,12 @@ CREATE OR REPLACE FUNCTION lzq_start(worker_id text, deliveries jsonb)
 RETURNS TABLE (id bigint, dispatch_token uuid, job_name text, params jsonb, queue_name text,
                priority smallint, fairness_key text, max_failures integer, attempt integer,
                created_at timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Generic plans, no JIT: as lzq_claim, and for the same reason (statements by primary key and
+-- partial index, re-planned per call by default).
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
 #variable_conflict use_column
 BEGIN
     -- Lock in id order, as pushes lock the jobs they depend on: no deadlock with a push.

@@ -60,6 +60,41 @@ def test_claim_start_finish_use_indexes_only(seeded):
     _no_seq_scan_of_jobs(plans)
 
 
+def test_claim_start_finish_never_jit_compile(seeded):
+    """Their statements run in well under a millisecond; compiling one with JIT takes tens (a generic
+    plan over a big backlog costs past jit_above_cost: 20 ms per claim at 1M ready jobs). Here the
+    session asks for JIT on every plan: the functions must still run theirs uncompiled."""
+    seeded.execute("SET jit = on")
+    seeded.execute("SET jit_above_cost = 0")
+    _, plans = explained(seeded, "SELECT count(*) FROM lzq_jobs")
+    if not any("JIT:" in p for p in plans):
+        pytest.skip("this server has no JIT (llvmjit) to turn off")
+
+    def nested(plans: list[str], call: str) -> list[str]:
+        inner = [p for p in plans if call not in p]  # the call itself is the session's, JIT and all
+        assert inner, f"auto_explain reported no statement inside {call}"
+        return inner
+
+    claimed, plans = explained(seeded, "SELECT * FROM lzq_claim(500)")
+    deliveries = Jsonb([{"id": i, "token": str(t)} for i, t, _ in claimed])
+    started, start_plans = explained(seeded, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
+    reports = Jsonb([{"id": row[0], "attempt": row[8], "outcome": "succeeded"} for row in started])
+    _, finish_plans = explained(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
+    deliveries = Jsonb(
+        [{"id": i, "token": str(t)} for i, t, _ in seeded.execute("SELECT * FROM lzq_claim(1)")]
+    )
+    _, ledger_plans = explained(seeded, "SELECT * FROM lzq_finish_and_start('w1', '[]', %s)", (deliveries,))
+    compiled = [
+        p
+        for p in nested(plans, "lzq_claim(")
+        + nested(start_plans, "lzq_start(")
+        + nested(finish_plans, "lzq_finish(")
+        + nested(ledger_plans, "lzq_finish_and_start(")
+        if "JIT:" in p
+    ]
+    assert not compiled, "JIT-compiled:\n" + "\n---\n".join(compiled)
+
+
 @pytest.mark.parametrize(
     "sql",
     [
