@@ -6,13 +6,13 @@ import collections
 import contextlib
 import dataclasses
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lzq import amqp, db, failpoints, log
@@ -80,7 +80,9 @@ class Worker:
         self._heartbeat_wake = threading.Event()
         self._heartbeat_conn: Any = None
         self._last_heartbeat_s = time.monotonic()
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="lzq-job")
+        # Rows of started jobs, for the job threads. Not a ThreadPoolExecutor: its Future per job
+        # (a Condition, a lock) cost a worker as much CPU as the rest of a no-op job's hand-offs.
+        self._started_jobs: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._consumer = amqp.Consumer(
             settings.amqp_url,
             settings.amqp_prefix,
@@ -103,6 +105,8 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGCONT, lambda *_: self._exit_if_lease_may_be_lost("resumed"))
         threading.Thread(target=self._ledger_loop, name="lzq-ledger", daemon=True).start()
+        for slot in range(self.concurrency):
+            threading.Thread(target=self._job_loop, name=f"lzq-job-{slot}", daemon=True).start()
         threading.Thread(target=self._heartbeat_loop, name="lzq-heartbeat", daemon=True).start()
         self.log.info("worker_started", queues=self.queues, concurrency=self.concurrency)
         backoff = Backoff()
@@ -283,6 +287,10 @@ class Worker:
                 self._waiting.append(job_id)
             self._ledger_wake.notify()
 
+    def _job_loop(self) -> None:
+        while True:  # daemon thread: ends with the process (see _shutdown)
+            self._run_job(self._started_jobs.get())
+
     def _run_job(self, row: tuple) -> None:
         """On a job thread: run the handler, free the slot and queue the report for the ledger."""
         failpoints.hit("after_start")
@@ -302,7 +310,7 @@ class Worker:
             if reports:
                 failpoints.hit("after_finish_commit")
             for row in started.values():  # first: the handlers need not wait for the bookkeeping
-                self._executor.submit(self._run_job, row)
+                self._started_jobs.put(row)
             done = []
             for report in reports:
                 if applied.get(report["id"]) is None:
