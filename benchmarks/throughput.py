@@ -79,8 +79,9 @@ def measure_push_many(client: Client, count: int, batch: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def start_profilers(daemons: Daemons, out_dir: str, index: int) -> list[subprocess.Popen]:
-    """py-spy record (wall clock, idle threads included) on every daemon until SIGINT."""
+def start_profilers(daemons: Daemons, out_dir: str, index: int, gil: bool) -> list[subprocess.Popen]:
+    """py-spy record on every daemon until SIGINT: wall clock (idle threads included), or with
+    ``gil`` only the thread holding the GIL (where the CPU goes)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return [
@@ -88,7 +89,7 @@ def start_profilers(daemons: Daemons, out_dir: str, index: int) -> list[subproce
             [
                 py_spy,
                 "record",
-                "--idle",
+                "--gil" if gil else "--idle",
                 "--rate",
                 "100",
                 "--format",
@@ -126,7 +127,7 @@ def drain(
         daemons.start_superqueuer()
         for _ in range(args.workers):
             daemons.start_worker(args.concurrency)
-        profilers = start_profilers(daemons, args.py_spy, index) if args.py_spy else []
+        profilers = start_profilers(daemons, args.py_spy, index, args.py_spy_gil) if args.py_spy else []
         last_count, last_progress, next_report = -1, started, started + 5.0
         while True:
             done = conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'succeeded'").fetchone()[0]
@@ -266,6 +267,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--py-spy",
         metavar="DIR",
         help="profile every daemon with py-spy (wall clock, --idle) into DIR: .svg + raw .txt",
+    )
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="with --py-spy: sample only the thread holding the GIL (a CPU profile) instead",
     )
     parser.add_argument(
         "--no-function-stats",

@@ -5,9 +5,10 @@ every scenario once against its system and prints one ``RESULT {json}`` line for
 
 The handler of every system calls :func:`record` and nothing else. It counts jobs and, for
 latency jobs (params carry ``t``, the producer's ``time.time()`` just before the enqueue call),
-keeps ``time.time() - t`` at handler start. A daemon thread per worker process writes the counts to
-``$LZQ_PEER_DIR/<pid>.json`` and appends new latencies to ``<pid>.lat`` every 20 ms, so the hot path makes no extra I/O and every system is
-measured the same way, on the same clock, with no database or broker of its own telling us.
+keeps ``time.time() - t`` at handler start. A daemon thread per worker process writes the counts
+to ``$LZQ_PEER_DIR/<pid>.json`` and appends new latencies to ``<pid>.lat`` every 20 ms, so the hot
+path makes no extra I/O and every system is measured the same way, on the same clock, with no
+database or broker of its own telling us.
 """
 
 from __future__ import annotations
