@@ -76,6 +76,31 @@ def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(settings: 
         wait_until(lambda: status(conn, waiting) == "dispatched", 3, message="the waiting job dispatched")
 
 
+def test_slots_freed_during_a_backlog_are_claimed_without_looking_each_time(settings: Settings, conn):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 1)")  # one slot, no margin
+    superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="0", **QUIET))
+    looks = []
+    fetch = superqueuer._fetch
+
+    def spied(sql, params):
+        if sql == superqueuer_module._READY_LEFT:
+            looks.append(sql)
+        return fetch(sql, params)
+
+    superqueuer._fetch = spied
+    jobs = [push(conn, f"job{i}") for i in range(5)]
+    with running(superqueuer):
+        for job_id in jobs:
+            wait_until(
+                lambda j=job_id: status(conn, j) == "dispatched", 10, message=f"job {job_id} dispatched"
+            )
+            start_and_finish(conn, job_id)  # frees the one slot: the next job waits for it
+        wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
+    # The first freed slot is looked into; the next three go straight to a claim, which finds the
+    # backlog still there; the last finds it empty (one more look, none after).
+    assert len(looks) <= 2, looks
+
+
 def test_the_look_for_ready_jobs_uses_the_dispatch_index_whatever_the_statistics_say(conn):
     # Statistics from a backlog (every job ready), then the backlog drained: the look that decides
     # whether a freed slot is worth a pass must not scan the table for the ready jobs it believes in.
