@@ -289,7 +289,13 @@ class Worker:
 
     def _job_loop(self) -> None:
         while True:  # daemon thread: ends with the process (see _shutdown)
-            self._run_job(self._started_jobs.get())
+            row = self._started_jobs.get()
+            try:
+                self._run_job(row)
+            except Exception:  # noqa: BLE001 - a bug of ours, not the handler's (_execute catches those)
+                # The thread stays for the next job; this one keeps its slot until the worker exits
+                # and hands it back.
+                self.log.exception("job_thread_error", job_id=row[0])
 
     def _run_job(self, row: tuple) -> None:
         """On a job thread: run the handler, free the slot and queue the report for the ledger."""
