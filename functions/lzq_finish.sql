@@ -14,10 +14,11 @@
 CREATE OR REPLACE FUNCTION lzq_finish(worker_id text, reports jsonb)
 RETURNS TABLE (id bigint, status text)
 LANGUAGE plpgsql
--- Generic plans, no JIT: as lzq_claim, and for the same reason (statements by primary key and
--- partial index, re-planned per call by default).
+-- Generic plans, no JIT, no sequential scans: as lzq_claim, and for the same reasons (statements by
+-- primary key and partial index, re-planned per call by default; plans made on an empty table).
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 BEGIN
