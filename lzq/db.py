@@ -97,7 +97,8 @@ def fetch(conn: psycopg.Connection, sql: str, params: Any = None) -> list[tuple]
 def fetch_pipelined(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
     """Run several statements in one network round trip (libpq pipeline mode); rows of each.
 
-    On an autocommit connection each statement is still its own transaction, run in order.
+    They run in order and in one transaction, even on an autocommit connection: the pipeline ends
+    with a single Sync, which is where PostgreSQL commits (an error in any of them undoes all).
     """
     if len(statements) == 1:  # pipeline mode costs a lone statement client CPU and gains nothing
         return [fetch(conn, *statements[0])]
