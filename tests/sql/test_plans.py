@@ -179,7 +179,10 @@ def test_plans_made_on_an_empty_table_still_use_indexes_once_it_grows(conn):
         plans += found
         reports = Jsonb([{"id": job_id, "attempt": started[9], "outcome": "succeeded"}])
         _, found = explained(conn, "SELECT * FROM lzq_finish_and_start('w1', %s, '[]')", (reports,))
-        return plans + found
+        plans += found
+        for sql in ("SELECT * FROM lzq_promote(500)", "SELECT * FROM lzq_checks_due(100, 30)"):
+            plans += explained(conn, sql)[1]
+        return plans
 
     for _ in range(8):  # past the five custom plans after which PostgreSQL may settle on a generic one
         lifecycle()
