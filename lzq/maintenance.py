@@ -85,6 +85,8 @@ class Pruner:
 #: when statistics change: daemons that started on an empty table kept sequential scans for their
 #: primary-key lookups as it grew (start 9 ms, finish 20 ms, claim 5.8 ms at 20,000 rows instead of
 #: 0.7, 0.7 and 0.9), and benchmarks/soak.py's drain fell from 1,000 to 200 jobs/s within a minute.
+#: (Those three now never scan lzq_jobs sequentially, whatever the statistics, since the refresh
+#: came too late for the first thousand jobs; other statements still gain from it.)
 #: Growth, not churn: a queue table of steady size rewrites its rows all day (four or more changes
 #: per job), and counting those re-analyzed a 1,000-row table every 2 s at 200 jobs/s, 60 ms of
 #: CPU each time, which on a 2-core machine stalled every claim and start meanwhile.
