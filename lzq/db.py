@@ -94,18 +94,26 @@ def fetch(conn: psycopg.Connection, sql: str, params: Any = None) -> list[tuple]
         return cur.fetchall() if cur.description else []
 
 
-def fetch_pipelined(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
-    """Run several statements in one network round trip (libpq pipeline mode); rows of each.
+def fetch_together(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
+    """Run several statements in one round trip; rows of each. They run in order and in one
+    transaction, even on an autocommit connection (an error in any of them undoes all).
 
-    They run in order and in one transaction, even on an autocommit connection: the pipeline ends
-    with a single Sync, which is where PostgreSQL commits (an error in any of them undoes all).
+    One simple-protocol query with the parameters bound client-side (psycopg's ClientCursor), not
+    libpq's pipeline mode: psycopg drives a pipeline from Python, and for the superqueuer's pass
+    (promote, due checks, claim) that cost 190-280 us of client CPU against 100-115, in the same
+    wall time. Parameters are ints, booleans and ids of our own, quoted by psycopg.
     """
-    if len(statements) == 1:  # pipeline mode costs a lone statement client CPU and gains nothing
+    if len(statements) == 1:
         return [fetch(conn, *statements[0])]
-    with translated_errors():
-        with conn.pipeline():
-            cursors = [conn.execute(sql, params) for sql, params in statements]
-        return [cur.fetchall() if cur.description else [] for cur in cursors]
+    sql = "; ".join(statement for statement, _ in statements)
+    params = [param for _, values in statements for param in values]
+    results = []
+    with translated_errors(), psycopg.ClientCursor(conn) as cur:
+        cur.execute(sql, params)
+        while True:
+            results.append(cur.fetchall() if cur.description else [])
+            if not cur.nextset():
+                return results
 
 
 class Listener:

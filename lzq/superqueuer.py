@@ -231,7 +231,7 @@ class Superqueuer:
         self._claim_next = True
         if claiming:
             statements.append(self._claim_statement())
-        results = db.fetch_pipelined(self._conn, statements)
+        results = db.fetch_together(self._conn, statements)
         claimed = self._claimed(results.pop()) if claiming else []
         if claiming and not claimed:
             self._waiting_for_credit = False
