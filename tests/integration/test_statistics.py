@@ -10,7 +10,6 @@ from lzq import maintenance
 from lzq.superqueuer import Superqueuer
 from tests.conftest import wait_until
 from tests.integration.helpers import running
-from tests.sql.helpers import explained
 
 
 def reltuples(conn: psycopg.Connection) -> float:

@@ -175,10 +175,11 @@ def test_plans_made_on_an_empty_table_still_use_indexes_once_it_grows(conn):
         [(_, token, _)], found = explained(conn, "SELECT * FROM lzq_claim(500)")
         plans += found
         deliveries = Jsonb([{"id": job_id, "token": str(token)}])
-        [started], found = explained(conn, "SELECT * FROM lzq_finish_and_start('w1', '[]', %s)", (deliveries,))
+        ledger = "SELECT * FROM lzq_finish_and_start('w1', %s, %s)"
+        [started], found = explained(conn, ledger, (Jsonb([]), deliveries))
         plans += found
         reports = Jsonb([{"id": job_id, "attempt": started[9], "outcome": "succeeded"}])
-        _, found = explained(conn, "SELECT * FROM lzq_finish_and_start('w1', %s, '[]')", (reports,))
+        _, found = explained(conn, ledger, (reports, Jsonb([])))
         plans += found
         for sql in ("SELECT * FROM lzq_promote(500)", "SELECT * FROM lzq_checks_due(100, 30)"):
             plans += explained(conn, sql)[1]
