@@ -33,7 +33,7 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 -- No sequential scans: a generic plan is made at a session's first call, and daemons start on a new,
 -- empty lzq_jobs, where a scan looks cheaper than any index. The plan then read every job on every
--- call until an ANALYZE replaced it (0.2 ms per scan at 1,000 rows, four scans per job's claim,
+-- call until an ANALYZE replaced it (0.2 ms per scan at 1,000 rows, five per job's claim,
 -- start and finish). Every read of lzq_jobs here is by an index whatever the table holds.
 SET enable_seqscan = off
 AS $$
