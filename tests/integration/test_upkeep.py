@@ -1,4 +1,5 @@
-"""The superqueuer's upkeep (statistics, pruning) runs beside its dispatch loop, never in it."""
+"""The superqueuer's upkeep (statistics, pruning) runs beside its dispatch loop, never in it, and says
+when nothing vacuums lzq_jobs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
+from lzq import maintenance
 from lzq.superqueuer import Superqueuer
 from tests.conftest import wait_until
 from tests.integration.helpers import running
@@ -67,3 +69,37 @@ def test_a_superqueuer_stops_at_once_while_its_upkeeps_analyze_waits(settings, c
             assert not thread.is_alive()
             assert time.monotonic() - stopping < 5  # the lock is still held: the ANALYZE was cancelled
         wait_until(lambda: not analyze_waiting(conn), 10, message="the cancelled ANALYZE gone")
+
+
+class Recorder:
+    """Stands in for a structlog logger: keeps (level, event)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def info(self, event: str, **_fields: object) -> None:
+        self.events.append(("info", event))
+
+    def warning(self, event: str, **_fields: object) -> None:
+        self.events.append(("warning", event))
+
+
+def test_autovacuum_on_reads_the_server_setting_and_the_tables_own(conn):
+    server_on = conn.execute("SHOW autovacuum").fetchone()[0] == "on"
+    assert maintenance.autovacuum_on(conn) is server_on
+    conn.execute("ALTER TABLE lzq_jobs SET (autovacuum_enabled = false)")
+    assert maintenance.autovacuum_on(conn) is False
+    conn.execute("ALTER TABLE lzq_jobs RESET (autovacuum_enabled)")
+    assert maintenance.autovacuum_on(conn) is server_on
+
+
+def test_an_upkeep_warns_once_when_nothing_vacuums_lzq_jobs(dsn, conn):
+    conn.execute("ALTER TABLE lzq_jobs SET (autovacuum_enabled = false)")
+    log = Recorder()
+    upkeep = maintenance.Upkeep(dsn, maintenance.Pruner(None, log), log)
+    try:
+        for _ in range(3):
+            upkeep.run_once()
+    finally:
+        upkeep.stop()
+    assert log.events == [("warning", "autovacuum_off")]
