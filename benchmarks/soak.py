@@ -26,7 +26,8 @@ Every ``--sample-s`` one line, all counts from one snapshot:
   late); ``MB``: ``pg_total_relation_size('lzq_jobs')`` (heap, indexes, TOAST);
 - RSS (``VmRSS``) of the superqueuer and each worker.
 
-When the server runs with ``autovacuum = off`` (a production server has it on), the script runs
+When autovacuum cannot vacuum lzq_jobs (``lzq.maintenance.autovacuum_on``: ``autovacuum = off`` on
+the server, as here, while a production server has it on), the script runs
 ``VACUUM (ANALYZE) lzq_jobs`` every ``--vacuum-s`` (30) as a stand-in and prints each one;
 ``--no-vacuum`` leaves the table unvacuumed.
 
@@ -82,6 +83,7 @@ from benchmarks._common import (  # noqa: E402
     process_rss_mb,
     say,
 )
+from lzq import maintenance  # noqa: E402
 from lzq.client import Client  # noqa: E402
 
 #: Verdict thresholds (see the module docstring).
@@ -231,16 +233,15 @@ def soak(args: argparse.Namespace) -> int:
             Client(dsn=scratch.dsn) as client,
         ):
             say(f"database {scratch.name}, RabbitMQ prefix {prefix}")
-            autovacuum = admin.execute("SHOW autovacuum").fetchone()[0]
             vacuum_s = math.inf
-            if autovacuum == "on":
+            if maintenance.autovacuum_on(admin):
                 say("autovacuum is on: no stand-in VACUUM")
             elif args.no_vacuum:
-                say("autovacuum is OFF on this server and --no-vacuum: lzq_jobs is never vacuumed")
+                say("autovacuum is OFF for lzq_jobs and --no-vacuum: lzq_jobs is never vacuumed")
             else:
                 vacuum_s = args.vacuum_s
                 say(
-                    f"autovacuum is OFF on this server (a production server has it on): this script "
+                    f"autovacuum is OFF for lzq_jobs (a production server has it on): this script "
                     f"runs VACUUM (ANALYZE) lzq_jobs every {args.vacuum_s:g} s as a stand-in"
                 )
             daemons.start_superqueuer()
