@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -332,6 +333,8 @@ class Consumer:
         # Delivery tags of the current channel not acked yet, oldest first (a dict as an ordered
         # set); touched only on the consuming thread.
         self._unacked: dict[int, None] = {}
+        # time.monotonic() at which our wake-up timer (see ``process``) fires; None: none armed.
+        self._wake_at: float | None = None
         self.generation = 0
 
     def connect(self) -> None:
@@ -343,6 +346,7 @@ class Consumer:
         self._channel.basic_qos(prefetch_count=self._prefetch, global_qos=not quorum)
         self.generation += 1
         self._unacked.clear()
+        self._wake_at = None  # a timer of the old connection never fires
         for queue_name in self._queues:
             queue = queue_for(self._prefix, queue_name)
             _declare(self._channel, queue, queue_arguments(queue_name))
@@ -359,8 +363,22 @@ class Consumer:
         return self._connection is not None and self._connection.is_open and self._channel.is_open
 
     def process(self, time_limit_s: float) -> None:
-        """Deliver messages and run queued acks for up to time_limit_s; raises on connection loss."""
-        self._connection.process_data_events(time_limit=time_limit_s)
+        """Deliver messages and run queued acks; returns once some were handled, or after at most
+        time_limit_s (0: only what is ready now). Raises on connection loss."""
+        if time_limit_s <= 0:
+            self._connection.process_data_events(time_limit=0)
+            return
+        # pika's time_limit arms and cancels an I/O-loop timer on every call, and a busy worker
+        # calls once per message: 5-6% of its CPU in a drain. Keep one wake-up timer instead, armed
+        # only when none is due soon enough, and block until I/O or a timer has work.
+        deadline = time.monotonic() + time_limit_s
+        if self._wake_at is None or self._wake_at > deadline:
+            self._wake_at = deadline
+            self._connection.call_later(time_limit_s, self._on_wake)
+        self._connection.process_data_events(time_limit=None)
+
+    def _on_wake(self) -> None:
+        self._wake_at = None
 
     def ack(self, delivery: Delivery, multiple: bool = False) -> None:
         """Ack from any thread (with ``multiple``, also every earlier delivery of its channel).

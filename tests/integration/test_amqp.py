@@ -135,5 +135,20 @@ def test_ack_many_acks_exactly_the_deliveries_given_in_any_order(amqp_prefix):
         assert _ready_count(amqp_prefix) == 0
 
 
+def test_process_returns_with_the_first_messages_and_keeps_to_each_calls_time_limit(amqp_prefix):
+    # process() keeps one wake-up timer across calls: a short call must not sit out the timer an
+    # earlier, longer call armed and left behind when a message cut it short.
+    with _broker(amqp_prefix, prefetch=5) as (publisher, consumer, received):
+        publisher.publish_many([("default", [(1, "t")])])
+        started = time.monotonic()
+        consumer.process(30.0)
+        assert len(received) == 1 and time.monotonic() - started < 10
+        started = time.monotonic()
+        consumer.process(0.1)  # nothing more to deliver
+        assert time.monotonic() - started < 5
+        consumer.process(0)
+        assert len(received) == 1
+
+
 def test_queue_depth_of_missing_queue_is_zero(amqp_prefix):
     assert _ready_count(amqp_prefix, "never-declared") == 0
