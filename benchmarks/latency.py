@@ -23,6 +23,20 @@ Three latencies per job, each timed on one clock:
 - push→done, database clock: ``created_at`` to ``finished_at`` (``now()`` of the ``lzq_finish``
   batch that records the outcome, just before its commit).
 
+With ``--hops``, where the time goes: a trigger in the scratch database stamps every job's insert
+and status change with ``clock_timestamp()`` (at the end of the statement that made it, so a
+commit and its reply fall into the next hop), and the table adds, per job:
+
+- client -> row: ``t`` to the push's INSERT (client work, the pool, the round trip, validation);
+- row -> claimed: the rest of the push and its commit, the NOTIFY, the superqueuer waking, its pass
+  up to the claim's UPDATE;
+- claimed -> started: the claim's commit, the publish, RabbitMQ, the worker's consumer and ledger
+  thread, the start fence up to its UPDATE;
+- started -> done: the start's commit and reply, the job thread, the (no-op) handler, the report
+  up to the finish's UPDATE.
+
+The trigger costs each of those statements an insert, so the other rows read a little higher with it.
+
 Also per rate: how many pushes began more than 1 ms after their scheduled time (the producer fell
 behind; they are pushed at once, back to back, to catch up) and the worst lag. Every measured job
 must have succeeded on its first attempt and every daemon must stop cleanly (exit 0), else exit 1.
@@ -77,6 +91,23 @@ MEASURES = (
     ("start_db", "push->start (db created_at->started_at)"),
     ("done_db", "push->done (db created_at->finished_at)"),
 )
+#: (key, label, from status, to status) of ``--hops``; "t" is the producer's clock before the push.
+HOPS = (
+    ("hop_row", "  hop: client -> row inserted", "t", "ready"),
+    ("hop_claim", "  hop: row -> claimed", "ready", "dispatched"),
+    ("hop_start", "  hop: claimed -> started", "dispatched", "running"),
+    ("hop_done", "  hop: started -> done", "running", "succeeded"),
+)
+#: A trigger that stamps each job's insert and status changes (``--hops``); scratch databases only.
+_HOPS_DDL = """
+    CREATE UNLOGGED TABLE lzq_bench_hops (id bigint NOT NULL, status text NOT NULL, at float8 NOT NULL);
+    CREATE FUNCTION lzq_bench_hop() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO lzq_bench_hops VALUES (NEW.id, NEW.status, extract(epoch FROM clock_timestamp()));
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER lzq_bench_hop AFTER INSERT OR UPDATE OF status ON lzq_jobs
+        FOR EACH ROW EXECUTE FUNCTION lzq_bench_hop();"""
 
 
 class BenchmarkFailed(Exception):
@@ -97,6 +128,23 @@ class RateResult:
 
 def stats_ms(seconds: list[float]) -> dict[str, float]:
     return {name: percentile(seconds, pct) * 1000 for name, pct in PERCENTILES}
+
+
+def hop_stats(conn: psycopg.Connection, first_id: int, last_id: int) -> dict[str, dict[str, float]]:
+    """``--hops``: percentiles of each hop over the measured jobs, from ``lzq_bench_hops``."""
+    stamps: dict[int, dict[str, float]] = {}
+    rows = conn.execute(
+        """SELECT j.id, (j.params ->> 't')::float8, h.status, h.at
+             FROM lzq_jobs AS j JOIN lzq_bench_hops AS h ON h.id = j.id
+            WHERE j.id BETWEEN %s AND %s""",
+        (first_id, last_id),
+    ).fetchall()
+    for job_id, t, status, at in rows:
+        stamps.setdefault(job_id, {"t": t})[status] = at
+    return {
+        key: stats_ms([s[to] - s[since] for s in stamps.values() if since in s and to in s])
+        for key, _, since, to in HOPS
+    }
 
 
 def push_on_schedule(
@@ -167,6 +215,8 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
             Client(dsn=scratch.dsn) as client,
         ):
             daemons.env[DIR_ENV] = str(recorder.dir)
+            if args.hops:
+                conn.execute(_HOPS_DDL)
             daemons.start_superqueuer()
             for _ in range(args.workers):
                 daemons.start_worker(args.concurrency)
@@ -214,6 +264,7 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
                      FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
                 (first_id, last_id),
             ).fetchall()
+            hops = hop_stats(conn, first_id, last_id) if args.hops else {}
             loadavg = os.getloadavg()[0]
             codes = daemons.stop()
     finally:
@@ -236,6 +287,7 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
             "start_handler": stats_ms(handler),
             "start_db": stats_ms([row[2] for row in rows]),
             "done_db": stats_ms([row[3] for row in rows]),
+            **hops,
         },
         behind=len(late),
         max_lag_ms=max(lags) * 1000,
@@ -249,6 +301,9 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
         f"{fmt3(s['start_handler'])} ms (handler), {fmt3(s['start_db'])} ms (db); "
         f"push->done {fmt3(s['done_db'])} ms (db); load {loadavg:.2f}"
     )
+    if hops:
+        hop_parts = [f"{label.split(': ')[1]} {fmt3(s[key])}" for key, label, *_ in HOPS]
+        say("    hops p50/p99/max ms: " + "; ".join(hop_parts))
     return result
 
 
@@ -271,7 +326,7 @@ def fmt3(stats: dict[str, float]) -> str:
     return "/".join(f"{stats[k]:.1f}" for k in ("p50", "p99", "max"))
 
 
-def print_table(rates: list[float], results: dict[float, list[RateResult]]) -> None:
+def print_table(rates: list[float], results: dict[float, list[RateResult]], hops: bool) -> None:
     headers = [
         "rate",
         "measure",
@@ -281,7 +336,7 @@ def print_table(rates: list[float], results: dict[float, list[RateResult]]) -> N
     rows = []
     for rate in rates:
         runs = results[rate]
-        for key, label in MEASURES:
+        for key, label in [*MEASURES, *((key, label) for key, label, *_ in HOPS if hops)]:
             row = [f"{rate:g}/s" if key == MEASURES[0][0] else "", label]
             row += [f"{median([r.stats[key][name] for r in runs]):.1f}" for name, _ in PERCENTILES]
             if key == MEASURES[0][0]:
@@ -322,6 +377,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stall-s", type=float, default=30.0, help="give up after this long without progress"
     )
+    parser.add_argument(
+        "--hops",
+        action="store_true",
+        help="also time each hop (push, claim, dispatch, run) with a trigger's clock_timestamp()",
+    )
     parser.add_argument("--smoke", action="store_true", help="one run at 200/s for 1 s: a few seconds")
     add_dsn_option(parser)
     args = parser.parse_args(argv)
@@ -353,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkFailed as exc:
         say(f"!!! FAILED: {exc}")
         return 1
-    print_table(args.rate_list, results)
+    print_table(args.rate_list, results, args.hops)
     parts = []
     for rate in args.rate_list:
         runs = results[rate]

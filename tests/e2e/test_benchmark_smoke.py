@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         "benchmarks.throughput",
         "benchmarks.limits",
-        "benchmarks.latency",
+        # --hops too: its trigger and hop table ride on the same run.
+        "benchmarks.latency --hops",
         # Fair mode only: the FIFO comparison doubles the time and proves nothing more about the script.
         "benchmarks.fairness --modes fair",
         "benchmarks.soak",
@@ -35,3 +36,5 @@ def test_benchmark_smoke_run_passes(script):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "!!!" not in result.stdout
+    if "--hops" in options:
+        assert "hop: claimed -> started" in result.stdout
