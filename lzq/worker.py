@@ -465,7 +465,9 @@ class Worker:
             report.update(outcome="retry", error=_describe(exc))
         duration_ms = round((time.monotonic() - started) * 1000, 2)
         if report["outcome"] == "succeeded":
-            job_log.info("job_succeeded", duration_ms=duration_ms)
+            # Debug, not info: a line per job, written by eight job threads into one stream, cost a
+            # third of a drain's throughput at the default level (4,300-4,500 jobs/s against 6,500).
+            job_log.debug("job_succeeded", duration_ms=duration_ms)
         else:
             job_log.warning(
                 f"job_{report['outcome']}",
