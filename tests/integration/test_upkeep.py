@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 import psycopg
+import structlog
 from psycopg.types.json import Jsonb
+from structlog.testing import capture_logs
 
 from lzq import maintenance
 from lzq.superqueuer import Superqueuer
@@ -71,19 +73,6 @@ def test_a_superqueuer_stops_at_once_while_its_upkeeps_analyze_waits(settings, c
         wait_until(lambda: not analyze_waiting(conn), 10, message="the cancelled ANALYZE gone")
 
 
-class Recorder:
-    """Stands in for a structlog logger: keeps (level, event)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def info(self, event: str, **_fields: object) -> None:
-        self.events.append(("info", event))
-
-    def warning(self, event: str, **_fields: object) -> None:
-        self.events.append(("warning", event))
-
-
 def test_autovacuum_on_reads_the_server_setting_and_the_tables_own(conn):
     server_on = conn.execute("SHOW autovacuum").fetchone()[0] == "on"
     assert maintenance.autovacuum_on(conn) is server_on
@@ -95,11 +84,12 @@ def test_autovacuum_on_reads_the_server_setting_and_the_tables_own(conn):
 
 def test_an_upkeep_warns_once_when_nothing_vacuums_lzq_jobs(dsn, conn):
     conn.execute("ALTER TABLE lzq_jobs SET (autovacuum_enabled = false)")
-    log = Recorder()
-    upkeep = maintenance.Upkeep(dsn, maintenance.Pruner(None, log), log)
-    try:
-        for _ in range(3):
-            upkeep.run_once()
-    finally:
-        upkeep.stop()
-    assert log.events == [("warning", "autovacuum_off")]
+    with capture_logs() as logs:
+        log = structlog.get_logger()
+        upkeep = maintenance.Upkeep(dsn, maintenance.Pruner(None, log), log)
+        try:
+            for _ in range(3):
+                upkeep.run_once()
+        finally:
+            upkeep.stop()
+    assert [(e["log_level"], e["event"]) for e in logs] == [("warning", "autovacuum_off")]
