@@ -1,4 +1,5 @@
-"""The superqueuer promotes due jobs at most every PROMOTE_EVERY_S, and never sleeps past a skipped one."""
+"""The superqueuer promotes due jobs at most every PROMOTE_EVERY_S, never sleeps past a skipped one,
+and publishes what a pass claimed before it promotes."""
 
 from __future__ import annotations
 
@@ -36,3 +37,29 @@ def test_a_job_falling_due_between_promotions_is_promoted_at_the_next_one(
         assert status(conn, job_id) == "ready"
     finally:
         superqueuer._close()
+
+
+def test_a_pass_publishes_what_it_claimed_before_it_promotes_and_claims_the_promoted_next(
+    settings: Settings, conn, monkeypatch
+):
+    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+    [(due,)] = conn.execute(
+        "SELECT lzq_push('later', '{}', jsonb_build_object('start_time', now() + interval '20 ms'))"
+    )
+    [(pushed,)] = conn.execute("SELECT lzq_push('now')")
+    time.sleep(0.1)  # `due` is due now, not yet promoted
+    superqueuer = Superqueuer(settings)
+    published = []
+    publish = superqueuer._publish
+
+    def watch(claimed: list[tuple]) -> int:
+        published.append(([row[0] for row in claimed], status(conn, due)))
+        return publish(claimed)
+
+    monkeypatch.setattr(superqueuer, "_publish", watch)
+    try:
+        assert superqueuer.run_once() == 2
+    finally:
+        superqueuer._close()
+    # The pushed job did not wait for the promotion: published first, on its own.
+    assert published == [([pushed], "scheduled"), ([due], "dispatched")]
