@@ -91,7 +91,16 @@ def fetch(conn: psycopg.Connection, sql: str, params: Any = None) -> list[tuple]
     """Run one statement and return all its rows, with lzq errors translated."""
     with translated_errors(), conn.cursor() as cur:
         cur.execute(sql, params)
-        return cur.fetchall() if cur.description else []
+        return _rows(cur)
+
+
+def _rows(cur: psycopg.Cursor) -> list[tuple]:
+    """The current result's rows; none for a statement that returns no result set.
+
+    Asked of ``rownumber``, not ``description``: that builds a Column per column on each access
+    (8 us for the ledger's ten, 4% of a worker's CPU in a drain).
+    """
+    return cur.fetchall() if cur.rownumber is not None else []
 
 
 def fetch_together(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list[tuple]]:
@@ -111,7 +120,7 @@ def fetch_together(conn: psycopg.Connection, statements: list[tuple[str, Any]]) 
     with translated_errors(), psycopg.ClientCursor(conn) as cur:
         cur.execute(sql, params)
         while True:
-            results.append(cur.fetchall() if cur.description else [])
+            results.append(_rows(cur))
             if not cur.nextset():
                 return results
 

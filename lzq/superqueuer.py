@@ -92,10 +92,11 @@ class Superqueuer:
     ``{id, token}`` of each job (up to a margin's worth per message, see ``pack``) with publisher
     confirms, hand back what RabbitMQ refused; then, when due, sweep and top up cron fire times
     (every ``sweep_interval_s``, one superqueuer at a time), promote due scheduled jobs and claim
-    what that made ready, evaluate due readiness checks (user code from ``--app``). ``run`` repeats passes while there is work and
-    sleeps on LISTEN otherwise, with a polling backstop; beside the loop, on a thread and
-    connection of its own (``maintenance.Upkeep``), it deletes a small batch of finished jobs older
-    than ``LZQ_RETENTION`` every 10 seconds and refreshes lzq_jobs statistics far out of date.
+    what that made ready, evaluate due readiness checks (user code from ``--app``). ``run``
+    repeats passes while there is work and sleeps on LISTEN otherwise, with a polling backstop;
+    beside the loop, on a thread and connection of its own (``maintenance.Upkeep``), it deletes a
+    small batch of finished jobs older than ``LZQ_RETENTION`` every 10 seconds and refreshes
+    lzq_jobs statistics far out of date.
     Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per worker
     group, and one superqueuer prunes at a time.
     """
