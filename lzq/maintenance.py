@@ -1,5 +1,6 @@
-"""Maintenance: delete finished jobs older than the retention (lzq_prune), a small batch at a time,
-and refresh lzq_jobs statistics far out of date; a superqueuer does both on a thread of its own."""
+"""Maintenance: sweep up after crashes (lzq_sweep) and precompute cron fire times, delete finished
+jobs older than the retention (lzq_prune), a small batch at a time, and refresh lzq_jobs statistics
+far out of date; a superqueuer does all of it on a thread of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from lzq import db
+from lzq import db, recurrence
 from lzq.backoff import Backoff
 from lzq.errors import ConfigurationError, InvalidArgument, first_line
 
@@ -147,25 +148,71 @@ def prune_all(conn: Any, older_than: str, batch: int = CLI_BATCH) -> int:
             return total
 
 
+class Sweeper:
+    """Repairs what crashes leave behind for a superqueuer, every ``interval_s``: ``lzq_sweep``
+    (expired dispatch leases, jobs of dead workers, stray limit slots; one superqueuer at a time)
+    and more precomputed fire times for cron recurrences running short, computed with croniter
+    in their time zone (the next sweep creates any run that was waiting for them).
+
+    Logs ``job_recovered`` for each job the sweep moved and, once per recurrence and expression,
+    ``recurring_cron_invalid`` for a cron stored by plain SQL that croniter cannot read.
+    """
+
+    def __init__(self, interval_s: float, dead_after_s: int, log: Any) -> None:
+        self.interval_s = interval_s
+        self.dead_after_s = dead_after_s
+        self.log = log
+        self.next_at = 0.0  # monotonic; the first turn sweeps at once
+        self._reported_crons: set[tuple[int, str]] = set()
+
+    def run_once(self, conn: Any) -> None:
+        """Sweep and top up cron fire times if it is time."""
+        if time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.interval_s
+        due, swept = db.fetch_together(
+            conn,
+            [
+                ("SELECT * FROM lzq_recur_cron_due(%s)", (recurrence.CRON_REFILL_BELOW,)),
+                ("SELECT * FROM lzq_sweep(%s)", (self.dead_after_s,)),
+            ],
+        )
+        for job_id, from_status, to_status in swept:
+            self.log.warning("job_recovered", job_id=job_id, from_status=from_status, to_status=to_status)
+        for recurring_id, cron, timezone, continue_after in due:
+            try:
+                times = recurrence.cron_fire_times(cron, timezone, continue_after)
+            except InvalidArgument as exc:  # stored by plain SQL, which cannot check croniter syntax
+                if (recurring_id, cron) not in self._reported_crons:  # say it once, not every sweep
+                    self._reported_crons.add((recurring_id, cron))
+                    self.log.error(
+                        "recurring_cron_invalid", recurring_id=recurring_id, cron=cron, error=str(exc)
+                    )
+                continue
+            db.fetch(conn, "SELECT lzq_recur_cron_extend(%s, %s)", (recurring_id, times))
+
+
 #: How long ``Upkeep.stop`` lets a running statement finish before cancelling it.
 STOP_WAIT_S = 1.0
 
 
 class Upkeep:
-    """A superqueuer's upkeep, on a thread and a connection of its own: a ``Pruner`` turn when due
-    and, every ``STATISTICS_CHECK_EVERY_S``, ``analyze_if_stale``.
+    """A superqueuer's upkeep, on a thread and a connection of its own: a ``Sweeper`` turn and a
+    ``Pruner`` turn when due and, every ``STATISTICS_CHECK_EVERY_S``, ``analyze_if_stale``.
 
-    Off the dispatch loop because either can take a while: an ANALYZE of a table that a burst
-    just grew (or one waiting on another ANALYZE's lock), a full batch of deletes. In the loop
-    they held up every claim meanwhile: after a 20,000-job drain on a 2-core machine, push->start
-    p99 at 200 jobs/s was 110 ms with the loop's ANALYZE and 35 ms without
-    (benchmarks/peers.py). Database errors are logged and retried with backoff; an unusable
-    retention stops the thread and is kept in ``failure`` for the superqueuer to raise.
+    Off the dispatch loop because each can take a while: an ANALYZE of a table that a burst
+    just grew (or one waiting on another ANALYZE's lock), a full batch of deletes, a session's
+    first sweep (25-30 ms to plan its statements over a 100,000-job table; 11-59 ms on average
+    in 100,000-job drains). In the loop they held up every claim meanwhile: after a 20,000-job
+    drain on a 2-core machine, push->start p99 at 200 jobs/s was 110 ms with the loop's ANALYZE and
+    35 ms without (benchmarks/peers.py). Database errors are logged and retried with backoff; an
+    unusable retention stops the thread and is kept in ``failure`` for the superqueuer to raise.
     """
 
-    def __init__(self, dsn: str, pruner: Pruner, log: Any) -> None:
+    def __init__(self, dsn: str, pruner: Pruner, log: Any, sweeper: Sweeper | None = None) -> None:
         self.dsn = dsn
         self.pruner = pruner
+        self.sweeper = sweeper
         self.log = log
         self.failure: ConfigurationError | None = None
         self._conn: Any = None
@@ -195,7 +242,8 @@ class Upkeep:
         self._close()
 
     def run_once(self) -> None:
-        """One turn: prune if due, refresh the statistics if it is time to look (and they are stale).
+        """One turn: sweep and prune if due, refresh the statistics if it is time to look (and they
+        are stale).
 
         The first turn also warns (``autovacuum_off``) when autovacuum cannot vacuum lzq_jobs.
         """
@@ -214,6 +262,8 @@ class Upkeep:
                     table="lzq_jobs",
                     advice="turn autovacuum on, or run VACUUM lzq_jobs regularly",
                 )
+        if self.sweeper is not None:
+            self.sweeper.run_once(self._conn)
         self.pruner.run_once(self._conn)
         if time.monotonic() >= self._next_statistics_check:
             # Once a second: a burst of pushes right after the daemons started would otherwise run
@@ -228,7 +278,10 @@ class Upkeep:
             try:
                 self.run_once()
                 backoff.reset()
-                delay = min(self.pruner.next_at, self._next_statistics_check) - time.monotonic()
+                due = [self.pruner.next_at, self._next_statistics_check]
+                if self.sweeper is not None:
+                    due.append(self.sweeper.next_at)
+                delay = min(due) - time.monotonic()
             except db.TRANSIENT_ERRORS as exc:
                 if self._stop.is_set():  # cancelled by stop()
                     return

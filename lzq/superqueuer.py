@@ -1,4 +1,4 @@
-"""lzq-superqueuer: promote due jobs, claim ready ones into free worker slots, publish them, sweep."""
+"""lzq-superqueuer: claim ready jobs into free worker slots, publish them, promote due ones; sweep beside."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import time
 import uuid
 from typing import Any
 
-from lzq import amqp, db, failpoints, log, maintenance, recurrence
+from lzq import amqp, db, failpoints, log, maintenance
 from lzq.backoff import Backoff
 from lzq.config import AUTO_MARGIN_MAX_PER_SLOT, Settings
-from lzq.errors import InvalidArgument, UnknownHandler
+from lzq.errors import UnknownHandler
 from lzq.readiness import Readiness
 from lzq.registry import Registry, default_registry
 
@@ -90,13 +90,13 @@ class Superqueuer:
 
     One pass (``run_once``): claim up to the free credit (``lzq_claim``, committed), publish the
     ``{id, token}`` of each job (up to a margin's worth per message, see ``pack``) with publisher
-    confirms, hand back what RabbitMQ refused; then, when due, sweep and top up cron fire times
-    (every ``sweep_interval_s``, one superqueuer at a time), promote due scheduled jobs and claim
-    what that made ready, evaluate due readiness checks (user code from ``--app``). ``run``
-    repeats passes while there is work and sleeps on LISTEN otherwise, with a polling backstop;
-    beside the loop, on a thread and connection of its own (``maintenance.Upkeep``), it deletes a
-    small batch of finished jobs older than ``LZQ_RETENTION`` every 10 seconds and refreshes
-    lzq_jobs statistics far out of date.
+    confirms, hand back what RabbitMQ refused; then, when due, promote due scheduled jobs and
+    claim what that made ready, evaluate due readiness checks (user code from ``--app``). ``run``
+    repeats passes while there is work and sleeps on LISTEN otherwise, with a polling backstop.
+    Beside the loop, on a thread and connection of its own (``maintenance.Upkeep``), it sweeps
+    up after crashes and tops up cron fire times every ``sweep_interval_s`` (one superqueuer at a
+    time), deletes a small batch of finished jobs older than ``LZQ_RETENTION`` every 10 seconds
+    and refreshes lzq_jobs statistics far out of date.
     Any number may run at once: claims are fenced by SKIP LOCKED and an advisory lock per worker
     group, and one superqueuer prunes at a time.
     """
@@ -113,7 +113,6 @@ class Superqueuer:
         self._publisher = amqp.Publisher(
             settings.amqp_url, settings.amqp_prefix, name=f"lzq-superqueuer {self.superqueuer_id}"
         )
-        self._next_sweep = 0.0
         self._next_promote_at = 0.0
         self._promoted = False  # whether the last pass promoted and evaluated checks
         self._claim_next = True  # False: the next pass was woken only by a timer of ours (see _step)
@@ -124,9 +123,11 @@ class Superqueuer:
         # slots then go straight to a claim, without the look (see _step).
         self._waiting_for_credit = False
         self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
-        self._reported_crons: set[tuple[int, str]] = set()
         self._upkeep = maintenance.Upkeep(
-            settings.dsn, maintenance.Pruner(settings.retention_interval, self.log), self.log
+            settings.dsn,
+            maintenance.Pruner(settings.retention_interval, self.log),
+            self.log,
+            maintenance.Sweeper(settings.sweep_interval_s, settings.worker_dead_after_s, self.log),
         )
         self._fixed_margin = settings.fixed_prefetch_margin
         self.margin = 1 if self._fixed_margin is None else self._fixed_margin
@@ -172,7 +173,7 @@ class Superqueuer:
         idle: bool | None = None
         if self._idle and self._backlog:
             idle = False
-        elif self._idle and time.monotonic() - self._idle_written_at > self.settings.worker_dead_after_s / 3:
+        elif self._idle and time.monotonic() >= self._idle_due_at():
             idle = True  # the flag doubles as our heartbeat: the sweep forgets a superqueuer without one
         found = self.run_once(idle=idle)
         self._backlog = found >= self.settings.claim_batch
@@ -180,12 +181,14 @@ class Superqueuer:
             return
         if not self._idle and self.run_once(idle=True):
             return
-        wake_at = [self._next_sweep]
-        if self._next_due_at is not None:
-            wake_at.append(self._next_due_at)
+        wake_at = [] if self._next_due_at is None else [self._next_due_at]
         if not self._promoted:  # jobs may have fallen due since the last promotion
             wake_at.append(self._next_promote_at)
-        timeout = min(self.settings.poll_interval_s, max(0.0, min(wake_at) - time.monotonic()))
+        if self._idle:  # in time to write the flag again, however long the polling interval
+            wake_at.append(self._idle_due_at())
+        timeout = self.settings.poll_interval_s
+        if wake_at:
+            timeout = min(timeout, max(0.0, min(wake_at) - time.monotonic()))
         deadline = time.monotonic() + timeout
         while True:
             payloads = self._listener.wait(max(0.0, deadline - time.monotonic()))
@@ -200,20 +203,23 @@ class Superqueuer:
             if self._waiting_for_credit or self._fetch(_READY_LEFT, None):
                 self._waiting_for_credit = True
                 break
-        # Woken by a timer of ours (promotion, a due job, the sweep): the next pass claims only if
+        # Woken by a timer of ours (promotion, a due job, the idle flag): the next pass claims only if
         # it made jobs ready; whatever else makes jobs ready NOTIFYs. The polling backstop always
         # claims: LISTEN is only a hint.
         self._claim_next = bool(payloads) or timeout >= self.settings.poll_interval_s
+
+    def _idle_due_at(self) -> float:
+        """When our idle flag, which doubles as our heartbeat, is to be written again."""
+        return self._idle_written_at + self.settings.worker_dead_after_s / 3
 
     def run_once(self, idle: bool | None = None) -> int:
         """One pass; returns how many jobs it published or moved on by readiness checks.
 
         The claim goes first, with the idle flag when ``idle`` is given, in one round trip, and
-        its jobs are published at once. The rest waits for a second round trip, when due: the
-        sweep, promotion of due scheduled jobs and due readiness checks (at most every
-        PROMOTE_EVERY_S), the margin's resizing; jobs the sweep or the promotion made ready are
-        claimed in a third. A pushed job so waits for none of those (together, 0.15-0.2 ms of a
-        pass woken by its push; the sweep alone tens of milliseconds under a large backlog).
+        its jobs are published at once. The rest waits for a second round trip, when due:
+        promotion of due scheduled jobs and due readiness checks (at most every PROMOTE_EVERY_S),
+        the margin's resizing; jobs the promotion made ready are claimed in a third. A pushed job
+        so waits for none of those (together, 0.15-0.2 ms of a pass woken by its push).
         """
         self._connect()
         statements: list[tuple[str, object]] = []
@@ -241,19 +247,12 @@ class Superqueuer:
         return published + moved
 
     def _after_claim(self) -> tuple[bool, list[tuple]]:
-        """The pass's second round trip, with whatever is due of: the sweep (every
-        ``sweep_interval_s``), promotion and due checks (every PROMOTE_EVERY_S), the margin
-        (every AUTO_MARGIN_EVERY_S). Returns (whether to claim again, the checks to evaluate).
-        A sweep always claims again: it may have made jobs ready, and it doubles as a backstop
-        for a lost NOTIFY."""
+        """The pass's second round trip, with whatever is due of: promotion and due checks (every
+        PROMOTE_EVERY_S), the margin (every AUTO_MARGIN_EVERY_S). Returns (whether to claim
+        again, the checks to evaluate)."""
         statements: list[tuple[str, object]] = []
         now = time.monotonic()
-        sweeping = now >= self._next_sweep
-        if sweeping:
-            statements.append(("SELECT * FROM lzq_recur_cron_due(%s)", (recurrence.CRON_REFILL_BELOW,)))
-            statements.append(("SELECT * FROM lzq_sweep(%s)", (self.settings.worker_dead_after_s,)))
-            self._next_sweep = now + self.settings.sweep_interval_s
-        self._promoted = sweeping or now >= self._next_promote_at
+        self._promoted = now >= self._next_promote_at
         if self._promoted:
             self._next_promote_at = now + PROMOTE_EVERY_S
             statements.append(("SELECT * FROM lzq_promote(%s)", (self.settings.claim_batch,)))
@@ -268,18 +267,14 @@ class Superqueuer:
         if sizing:
             [(mean_duration_s, mean_slots)] = results.pop()
             self._set_margin(auto_margin(mean_duration_s, mean_slots), mean_duration_s)
-        checks_due: list[tuple] = []
-        promoted_count = 0
-        if self._promoted:
-            checks_due = results.pop()
-            [(promoted_count, next_due_in_s)] = results.pop()
-            self._next_due_at = None if next_due_in_s is None else time.monotonic() + next_due_in_s
-            if promoted_count:
-                self.log.debug("jobs_promoted", count=promoted_count)
-        if sweeping:
-            self._log_swept(results.pop())
-            self._extend_cron_times(results.pop())
-        return sweeping or promoted_count > 0, checks_due
+        if not self._promoted:
+            return False, []
+        checks_due = results.pop()
+        [(promoted_count, next_due_in_s)] = results.pop()
+        self._next_due_at = None if next_due_in_s is None else time.monotonic() + next_due_in_s
+        if promoted_count:
+            self.log.debug("jobs_promoted", count=promoted_count)
+        return promoted_count > 0, checks_due
 
     def _claim_statement(self) -> tuple[str, object]:
         return (
@@ -304,21 +299,6 @@ class Superqueuer:
         if margin != self.margin:
             self.log.debug("prefetch_margin", margin=margin, mean_duration_s=mean_duration_s)
             self.margin = margin
-
-    def _extend_cron_times(self, due: list[tuple]) -> None:
-        """Precompute more fire times for cron recurrences running short (croniter, in their zone);
-        the next sweep creates any run that was waiting for them."""
-        for recurring_id, cron, timezone, continue_after in due:
-            try:
-                times = recurrence.cron_fire_times(cron, timezone, continue_after)
-            except InvalidArgument as exc:  # stored by plain SQL, which cannot check croniter syntax
-                if (recurring_id, cron) not in self._reported_crons:  # say it once, not every sweep
-                    self._reported_crons.add((recurring_id, cron))
-                    self.log.error(
-                        "recurring_cron_invalid", recurring_id=recurring_id, cron=cron, error=str(exc)
-                    )
-                continue
-            self._fetch("SELECT lzq_recur_cron_extend(%s, %s)", (recurring_id, times))
 
     def _evaluate_checks(self, due: list[tuple]) -> int:
         """Run the readiness checks of waiting jobs (user code: a check that raises means "not
@@ -396,10 +376,6 @@ class Superqueuer:
         except db.TRANSIENT_ERRORS as exc:
             # Still safe: their dispatch lease expires and the sweep makes them ready again.
             self.log.warning("database_unavailable", step="handback", error=str(exc))
-
-    def _log_swept(self, rows: list[tuple]) -> None:
-        for job_id, from_status, to_status in rows:
-            self.log.warning("job_recovered", job_id=job_id, from_status=from_status, to_status=to_status)
 
     # -- plumbing ----------------------------------------------------------------------------------
 
