@@ -22,7 +22,7 @@ def test_a_job_falling_due_between_promotions_is_promoted_at_the_next_one(
     monkeypatch.setattr(superqueuer_module, "PROMOTE_EVERY_S", 0.5)
     superqueuer = Superqueuer(dataclasses.replace(settings, poll_interval_s=10.0, sweep_interval_s=60.0))
     try:
-        superqueuer.run_once()  # promotes (nothing is due) and sweeps
+        superqueuer.run_once()  # promotes (nothing is due)
         [(job_id,)] = conn.execute(
             "SELECT lzq_push('later', '{}', jsonb_build_object('start_time', now() + interval '50 ms'))"
         )
