@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from lzq import db, recurrence
@@ -197,8 +198,9 @@ STOP_WAIT_S = 1.0
 
 
 class Upkeep:
-    """A superqueuer's upkeep, on a thread and a connection of its own: a ``Sweeper`` turn and a
-    ``Pruner`` turn when due and, every ``STATISTICS_CHECK_EVERY_S``, ``analyze_if_stale``.
+    """A superqueuer's upkeep, on a thread and a connection of its own: each of its ``turns`` (a
+    ``Sweeper``, a ``Pruner``: anything with ``run_once(conn)`` and ``next_at``) when due and,
+    every ``STATISTICS_CHECK_EVERY_S``, ``analyze_if_stale``.
 
     Off the dispatch loop because each can take a while: an ANALYZE of a table that a burst
     just grew (or one waiting on another ANALYZE's lock), a full batch of deletes, a session's
@@ -209,10 +211,9 @@ class Upkeep:
     unusable retention stops the thread and is kept in ``failure`` for the superqueuer to raise.
     """
 
-    def __init__(self, dsn: str, pruner: Pruner, log: Any, sweeper: Sweeper | None = None) -> None:
+    def __init__(self, dsn: str, log: Any, turns: Sequence[Sweeper | Pruner]) -> None:
         self.dsn = dsn
-        self.pruner = pruner
-        self.sweeper = sweeper
+        self.turns = turns
         self.log = log
         self.failure: ConfigurationError | None = None
         self._conn: Any = None
@@ -242,8 +243,8 @@ class Upkeep:
         self._close()
 
     def run_once(self) -> None:
-        """One turn: sweep and prune if due, refresh the statistics if it is time to look (and they
-        are stale).
+        """One turn: each of ``turns`` (which does its work only when due), then the statistics if
+        it is time to look (and they are stale).
 
         The first turn also warns (``autovacuum_off``) when autovacuum cannot vacuum lzq_jobs.
         """
@@ -262,9 +263,8 @@ class Upkeep:
                     table="lzq_jobs",
                     advice="turn autovacuum on, or run VACUUM lzq_jobs regularly",
                 )
-        if self.sweeper is not None:
-            self.sweeper.run_once(self._conn)
-        self.pruner.run_once(self._conn)
+        for turn in self.turns:
+            turn.run_once(self._conn)
         if time.monotonic() >= self._next_statistics_check:
             # Once a second: a burst of pushes right after the daemons started would otherwise run
             # on plans made for an empty table for a long while.
@@ -278,10 +278,8 @@ class Upkeep:
             try:
                 self.run_once()
                 backoff.reset()
-                due = [self.pruner.next_at, self._next_statistics_check]
-                if self.sweeper is not None:
-                    due.append(self.sweeper.next_at)
-                delay = min(due) - time.monotonic()
+                due = min([self._next_statistics_check, *(turn.next_at for turn in self.turns)])
+                delay = due - time.monotonic()
             except db.TRANSIENT_ERRORS as exc:
                 if self._stop.is_set():  # cancelled by stop()
                     return

@@ -125,9 +125,11 @@ class Superqueuer:
         self._idle_written_at = 0.0  # monotonic time of the last lzq_superqueuer_idle call
         self._upkeep = maintenance.Upkeep(
             settings.dsn,
-            maintenance.Pruner(settings.retention_interval, self.log),
             self.log,
-            maintenance.Sweeper(settings.sweep_interval_s, settings.worker_dead_after_s, self.log),
+            [
+                maintenance.Sweeper(settings.sweep_interval_s, settings.worker_dead_after_s, self.log),
+                maintenance.Pruner(settings.retention_interval, self.log),
+            ],
         )
         self._fixed_margin = settings.fixed_prefetch_margin
         self.margin = 1 if self._fixed_margin is None else self._fixed_margin
@@ -235,14 +237,12 @@ class Superqueuer:
         if statements:
             results = db.fetch_together(self._conn, statements)
             if claiming:
-                claimed = self._claimed(results[-1])
-                if not claimed:
+                if not results[-1]:
                     self._waiting_for_credit = False
-                published = self._publish(claimed) if claimed else 0
+                published = self._publish_claimed(results[-1])
         made_ready, checks_due = self._after_claim()
         if made_ready:
-            claimed = self._claimed(self._fetch(*self._claim_statement()))
-            published += self._publish(claimed) if claimed else 0
+            published += self._publish_claimed(self._fetch(*self._claim_statement()))
         moved = self._evaluate_checks(checks_due) if checks_due else 0
         return published + moved
 
@@ -289,10 +289,12 @@ class Superqueuer:
             ),
         )
 
-    def _claimed(self, claimed: list[tuple]) -> list[tuple]:
-        if claimed:
-            failpoints.hit("after_claim_commit")
-        return claimed
+    def _publish_claimed(self, claimed: list[tuple]) -> int:
+        """Publish the rows of a committed claim; how many jobs went out."""
+        if not claimed:
+            return 0
+        failpoints.hit("after_claim_commit")
+        return self._publish(claimed)
 
     def _set_margin(self, margin: int, mean_duration_s: float | None) -> None:
         """LZQ_PREFETCH_MARGIN=auto: the margin for the next claims, from recent durations."""

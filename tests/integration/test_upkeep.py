@@ -86,7 +86,7 @@ def test_an_upkeep_warns_once_when_nothing_vacuums_lzq_jobs(dsn, conn):
     conn.execute("ALTER TABLE lzq_jobs SET (autovacuum_enabled = false)")
     with capture_logs() as logs:
         log = structlog.get_logger()
-        upkeep = maintenance.Upkeep(dsn, maintenance.Pruner(None, log), log)
+        upkeep = maintenance.Upkeep(dsn, log, [maintenance.Pruner(None, log)])
         try:
             for _ in range(3):
                 upkeep.run_once()
@@ -136,7 +136,7 @@ def test_an_upkeeps_sweeper_recovers_jobs_says_so_and_waits_its_interval(dsn, co
     with capture_logs() as logs:
         log = structlog.get_logger()
         upkeep = maintenance.Upkeep(
-            dsn, maintenance.Pruner(None, log), log, maintenance.Sweeper(60.0, 30, log)
+            dsn, log, [maintenance.Sweeper(60.0, 30, log), maintenance.Pruner(None, log)]
         )
         try:
             upkeep.run_once()
