@@ -279,3 +279,11 @@ ALTER TABLE lzq_jobs SET (
     autovacuum_analyze_scale_factor = 0.02,
     fillfactor = 80
 );
+
+-- 2026-11-29: assignment (lzq_assign). The superqueuer gives each job to one worker (ready ->
+-- running on it) and publishes it to that worker's inbox: a RabbitMQ queue only that worker's
+-- current connection consumes, named here while the worker is connected (NULL otherwise: it gets
+-- no jobs). The worker then runs what it receives with no start fence.
+ALTER TABLE lzq_workers ADD COLUMN IF NOT EXISTS inbox text;
+-- lzq_worker_exit returned nothing before; now the ids of the jobs it hands back.
+DROP FUNCTION IF EXISTS lzq_worker_exit(text);

@@ -1,4 +1,4 @@
-"""Backlog: what one ``lzq_claim`` and one ``lzq_push`` cost as the ready backlog and the flows grow.
+"""Backlog: what one ``lzq_assign`` and one ``lzq_push`` cost as the ready backlog and the flows grow.
 
     python benchmarks/backlog.py                         # 10k/100k/1M ready x 10/1000/100000 flows (~4 min)
     python benchmarks/backlog.py --smoke                 # 10k ready, 10 flows, 1 run: a few seconds
@@ -12,9 +12,10 @@ levels 0, 5, -5, 10 in turn; with more flows than jobs every flow holds one job)
 (``--seed push_many``: through ``lzq_push_many``, slower), then every tag is checked (the k-th job
 of a flow must carry k x ``_lzq_cost(priority)``), then ``VACUUM ANALYZE``.
 
-Claims: one worker with ``max(--batch)`` slots; ``SELECT * FROM lzq_claim(batch, 60, 0, 30)`` in
-autocommit (one transaction each, commit included, ``synchronous_commit = off`` as the
-superqueuer), timed as a client round trip. Between claims, untimed, one transaction marks the
+Claims: one worker with ``max(--batch)`` slots and an inbox; ``SELECT * FROM lzq_assign(batch, 0,
+30)`` (the superqueuer's claim) in autocommit (one transaction each, commit included: the session has
+``synchronous_commit = off`` as the superqueuer's, and lzq_assign makes its own commit durable),
+timed as a client round trip. Between claims, untimed, one transaction marks the
 claimed jobs succeeded and pushes one new job into each claimed job's flow, so the backlog and every
 flow's depth stay constant (a producer keeping up with the workers). Each run of a cell starts with
 a ``VACUUM`` (autovacuum may be off on the server; each run then starts from the same state), then
@@ -66,10 +67,12 @@ from benchmarks._common import (  # noqa: E402
 NICE = (0, 5, -5, 10)
 QUEUE = "default"
 WORKER = "bench-backlog-worker"
-#: Dead row versions each claimed job leaves here: its ready version (claim) and its dispatched one
-#: (settle). Through real workers it is three (dispatched -> running -> final).
+#: Dead row versions each claimed job leaves here: its ready version (assignment) and its running
+#: one (settle), as through real workers (ready -> running -> final).
 DEAD_PER_JOB = 2
-CLAIM_SQL = "SELECT * FROM lzq_claim(%s, 60, 0, 30)"  # max_jobs, lease_s, margin, dead_after_s
+CLAIM_SQL = "SELECT * FROM lzq_assign(%s, 0, 30)"  # max_jobs, margin, dead_after_s
+#: The function whose server time pg_stat_user_functions reports (lzq_assign is its SQL wrapper).
+CLAIM_FUNCTION = "_lzq_claim"
 PUSH_SQL = "SELECT lzq_push('bench', %s, %s)"
 #: Settings that decide plans and vacuum behaviour here (printed next to print_environment's).
 EXTRA_SETTINGS = ("autovacuum", "work_mem", "effective_cache_size", "random_page_cost", "jit")
@@ -215,11 +218,11 @@ def settle(conn: psycopg.Connection, ids: list[int]) -> None:
     with conn.transaction():
         done = conn.execute(
             "UPDATE lzq_jobs SET status = 'succeeded', worker_id = %s, attempts = 1, started_at = now(), "
-            "finished_at = now() WHERE id = ANY (%s) AND status = 'dispatched'",
+            "finished_at = now() WHERE id = ANY (%s) AND status = 'running'",
             (WORKER, ids),
         ).rowcount
         if done != len(ids):
-            raise BenchmarkFailed(f"{len(ids)} claimed jobs, {done} of them dispatched")
+            raise BenchmarkFailed(f"{len(ids)} claimed jobs, {done} of them assigned")
         conn.execute(
             "INSERT INTO lzq_jobs (job_name, params, queue_name, fairness_key, priority, status) "
             "SELECT 'bench', '{\"n\": 0}', j.queue_name, j.fairness_key, j.priority, 'ready' "
@@ -232,6 +235,7 @@ def settle(conn: psycopg.Connection, ids: list[int]) -> None:
 def register_worker(conn: psycopg.Connection, slots: int) -> None:
     conn.execute("DELETE FROM lzq_workers")
     conn.execute("SELECT lzq_heartbeat(%s, 'bench', 0, %s, %s)", (WORKER, [QUEUE], slots))
+    conn.execute("SELECT lzq_worker_inbox(%s, 'bench-inbox')", (WORKER,))
 
 
 def claim_once(conn: psycopg.Connection, batch: int) -> tuple[float, list[int]]:
@@ -239,7 +243,7 @@ def claim_once(conn: psycopg.Connection, batch: int) -> tuple[float, list[int]]:
     rows = conn.execute(CLAIM_SQL, (batch,)).fetchall()
     elapsed_ms = (time.perf_counter() - started) * 1000
     if len(rows) != batch:
-        raise BenchmarkFailed(f"lzq_claim({batch}) took {len(rows)} jobs")
+        raise BenchmarkFailed(f"lzq_assign({batch}) took {len(rows)} jobs")
     return elapsed_ms, [row[0] for row in rows]
 
 
@@ -280,9 +284,9 @@ def measure_claims(scratch: ScratchDatabase, batch: int, args: argparse.Namespac
             settle(conn, ids)
             dead += DEAD_PER_JOB * batch
         probe_start = probe_pick(probe_conn, batch)
-        function_ms(probe_conn, "lzq_claim")  # flush the probe's call now, not inside the timed window
+        function_ms(probe_conn, CLAIM_FUNCTION)  # flush the probe's call now, not inside the timed window
         dead += DEAD_PER_JOB * batch
-        before = function_ms(conn, "lzq_claim")
+        before = function_ms(conn, CLAIM_FUNCTION)
         samples = []
         for _ in range(args.claims):
             elapsed_ms, ids = claim_once(conn, batch)
@@ -293,7 +297,7 @@ def measure_claims(scratch: ScratchDatabase, batch: int, args: argparse.Namespac
                 outcome = vacuum(conn, "AUTO")  # untimed: an autovacuum that is never late
                 vacuums, dead = vacuums + 1, 0
                 bypassed += bool(outcome and outcome[2])
-        after = function_ms(conn, "lzq_claim")
+        after = function_ms(conn, CLAIM_FUNCTION)
         probe_end = probe_pick(probe_conn, batch)
         oldest = conn.execute(
             "SELECT coalesce(max(age(backend_xid)), 0), "
@@ -432,7 +436,7 @@ def show_plans(scratch: ScratchDatabase, batch: int, flows: int, active_flows: i
             rows, plans = nested_plans(conn, CLAIM_SQL, (batch,))
             settle(conn, [row[0] for row in rows])
             pick = next((p for p in plans if "lzq_jobs_dispatch_idx" in p), None)
-            say(f"  plan of lzq_claim({batch})'s pick ({flows} flows), right after a VACUUM:")
+            say(f"  plan of lzq_assign({batch})'s pick ({flows} flows), right after a VACUUM:")
             say(indent(pick) if pick else "    (no plan mentions lzq_jobs_dispatch_idx)")
             stats = index_scan_stats(pick or "", "lzq_jobs_dispatch_idx")
             if stats:
@@ -575,8 +579,8 @@ def report(args: argparse.Namespace, claims: dict, pushes: dict) -> tuple[float,
     base_backlog, top = min(args.backlogs), max(args.backlogs)
     say("")
     say(
-        f"claim latency, ms: client round trip of SELECT * FROM lzq_claim(batch) in autocommit; median of "
-        f"{args.runs} run medians ({args.claims} claims each), p90 of all claims; server = lzq_claim's own "
+        f"claim latency, ms: client round trip of SELECT * FROM lzq_assign(batch) in autocommit; median of "
+        f"{args.runs} run medians ({args.claims} claims each), p90 of all claims; server = _lzq_claim's own "
         f"mean (pg_stat_user_functions); bufs = the pick's dispatch-index scan after a run (median); "
         f"ratio = median / the {base_backlog}-ready cell with the same flows and batch"
     )

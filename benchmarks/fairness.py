@@ -23,11 +23,11 @@ the whole measured window whatever the policy.
    vs its weighted share 1 / (1 + 1.25**40); never zero.
 5. ``limits``: ``benchmarks/limits.py`` (limit_to(2, bucket) + limit_to(3)): the most in progress
    at once vs the limits, and utilisation of the overall limit.
-6. work conservation, measured during 1-4: a sampler reads every 20 ms how many jobs are ready,
-   dispatched and running. *Dispatch idle* = free credit (slots - dispatched - running, at least 0)
-   while a job is ready, over slot-time: what the scheduler leaves unused (target <= 1%). *Slot
-   idle* = slots not running a job while one is ready: adds each job's turnaround (finish commit,
-   start fence), which no scheduling policy removes; informational.
+6. work conservation, measured during 1-4: a sampler reads every 20 ms whether jobs are ready and
+   how many are assigned to workers (dispatched or running). *Dispatch idle* = free credit (slots -
+   assigned, at least 0) while a job is ready, over slot-time: what the scheduler leaves unused
+   (target <= 1%). (Whether a worker's slot is busy is not in PostgreSQL: an assigned job counts as
+   running from its assignment, while it may wait on its worker behind the margin.)
 ``backlog`` (fair mode only): ``--backlog-jobs`` (1,000,000) no-op jobs queued, daemons run
 ``--phase-s`` x 3; RabbitMQ's ready count and the workers' RSS sampled every 0.5 s (credit-based
 dispatch keeps the broker shallow and the workers flat).
@@ -83,18 +83,15 @@ class Samples:
     at: list[float] = field(default_factory=list)
     ready: list[bool] = field(default_factory=list)
     inflight: list[int] = field(default_factory=list)
-    running: list[int] = field(default_factory=list)
     broker_ready: list[int] = field(default_factory=list)
     worker_rss_mb: list[float] = field(default_factory=list)
 
-    def idle_fractions(self, start: float, end: float) -> tuple[float, float]:
-        """(dispatch idle, slot idle) as fractions of slot-time in [start, end]."""
+    def dispatch_idle(self, start: float, end: float) -> float:
+        """Free credit while a job was ready, as a fraction of slot-time in [start, end]."""
         picked = [i for i, t in enumerate(self.at) if start <= t <= end]
         if not picked:
-            return float("nan"), float("nan")
-        dispatch = sum(max(0, SLOTS - self.inflight[i]) for i in picked if self.ready[i])
-        slot = sum(max(0, SLOTS - self.running[i]) for i in picked if self.ready[i])
-        return dispatch / (SLOTS * len(picked)), slot / (SLOTS * len(picked))
+            return float("nan")
+        return sum(max(0, SLOTS - self.inflight[i]) for i in picked if self.ready[i]) / (SLOTS * len(picked))
 
 
 class Run:
@@ -155,19 +152,21 @@ class Run:
             channel, next_slow = broker.channel(), 0.0
             try:
                 while not self._stop.wait(0.02):
-                    ready, inflight, running = conn.execute(_SAMPLE).fetchone()
+                    ready, inflight = conn.execute(_SAMPLE).fetchone()
                     s = self.samples
                     s.at.append(time.time())
                     s.ready.append(ready)
                     s.inflight.append(inflight)
-                    s.running.append(running)
                     if time.monotonic() >= next_slow:
                         next_slow = time.monotonic() + 0.5
-                        try:
-                            declared = channel.queue_declare(f"{self.prefix}.default", passive=True)
-                            s.broker_ready.append(declared.method.message_count)
-                        except pika.exceptions.ChannelClosedByBroker:  # not declared by a worker yet
-                            channel = broker.channel()
+                        # Messages waiting in the workers' inboxes (lzq_assign publishes there).
+                        waiting = 0
+                        for (inbox,) in conn.execute("SELECT inbox FROM lzq_workers WHERE inbox IS NOT NULL"):
+                            try:
+                                waiting += channel.queue_declare(inbox, passive=True).method.message_count
+                            except pika.exceptions.ChannelClosedByBroker:  # gone with its worker
+                                channel = broker.channel()
+                        s.broker_ready.append(waiting)
                         s.worker_rss_mb.append(self._worker_rss_mb())
             except (pika.exceptions.AMQPError, psycopg.Error):
                 pass  # the run is being torn down
@@ -209,14 +208,12 @@ class Run:
         return first + warm_up_s, first + warm_up_s + length_s
 
     def conservation(self, start: float, end: float) -> dict[str, float]:
-        dispatch, slot = self.samples.idle_fractions(start, end)
-        return {"dispatch_idle": dispatch, "slot_idle": slot}
+        return {"dispatch_idle": self.samples.dispatch_idle(start, end)}
 
 
 _SAMPLE = """
     SELECT EXISTS (SELECT 1 FROM lzq_jobs WHERE status = 'ready'),
-           (SELECT count(*) FROM lzq_jobs WHERE status IN ('dispatched', 'running')),
-           (SELECT count(*) FROM lzq_jobs WHERE status = 'running')"""
+           (SELECT count(*) FROM lzq_jobs WHERE status IN ('dispatched', 'running'))"""
 
 
 def jain(counts: list[int]) -> float:

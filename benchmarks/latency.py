@@ -16,10 +16,10 @@ Three latencies per job, each timed on one clock:
 - push→start, handler clock: ``time.time()`` just before the push call (carried in the params as
   ``t``) to ``time.time()`` when the handler starts, exactly as ``peers.py`` times every system
   (same host, so the same clock in every process);
-- push→start, database clock: ``created_at`` to ``started_at``. Both are ``now()``, the start of
-  their transaction: the push's statement (before its commit) and the worker's start-fence batch
-  (before its commit and before the handler is handed the job). So it leaves out the start fence's
-  own commit and reply, which the handler clock includes;
+- push→assigned, database clock: ``created_at`` to ``started_at``. Both are ``now()``, the start
+  of their transaction: the push's statement (before its commit) and the superqueuer's
+  ``lzq_assign`` (before its commit). So it leaves out the assignment's commit, the publish,
+  RabbitMQ and the worker's hand-off to a job thread, which the handler clock includes;
 - push→done, database clock: ``created_at`` to ``finished_at`` (``now()`` of the ``lzq_finish``
   batch that records the outcome, just before its commit).
 
@@ -28,12 +28,10 @@ and status change with ``clock_timestamp()`` (at the end of the statement that m
 commit and its reply fall into the next hop), and the table adds, per job:
 
 - client -> row: ``t`` to the push's INSERT (client work, the pool, the round trip, validation);
-- row -> claimed: the rest of the push and its commit, the NOTIFY, the superqueuer waking, its pass
-  up to the claim's UPDATE;
-- claimed -> started: the claim's commit, the publish, RabbitMQ, the worker's consumer and ledger
-  thread, the start fence up to its UPDATE;
-- started -> done: the start's commit and reply, the job thread, the (no-op) handler, the report
-  up to the finish's UPDATE.
+- row -> assigned: the rest of the push and its commit, the NOTIFY, the superqueuer waking, its
+  pass up to the assignment's UPDATE;
+- assigned -> done: the assignment's commit, the publish, RabbitMQ, the worker's consumer and job
+  thread, the (no-op) handler, the ledger's report up to the finish's UPDATE.
 
 The trigger costs each of those statements an insert, so the other rows read a little higher with it.
 
@@ -88,15 +86,14 @@ PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0))
 #: (key, label): the three latencies of every measured job.
 MEASURES = (
     ("start_handler", "push->start (handler clock)"),
-    ("start_db", "push->start (db created_at->started_at)"),
+    ("start_db", "push->assigned (db created_at->started_at)"),
     ("done_db", "push->done (db created_at->finished_at)"),
 )
 #: (key, label, from status, to status) of ``--hops``; "t" is the producer's clock before the push.
 HOPS = (
     ("hop_row", "  hop: client -> row inserted", "t", "ready"),
-    ("hop_claim", "  hop: row -> claimed", "ready", "dispatched"),
-    ("hop_start", "  hop: claimed -> started", "dispatched", "running"),
-    ("hop_done", "  hop: started -> done", "running", "succeeded"),
+    ("hop_assign", "  hop: row -> assigned", "ready", "running"),
+    ("hop_done", "  hop: assigned -> done", "running", "succeeded"),
 )
 #: A trigger that stamps each job's insert and status changes (``--hops``); scratch databases only.
 _HOPS_DDL = """
@@ -380,7 +377,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hops",
         action="store_true",
-        help="also time each hop (push, claim, dispatch, run) with a trigger's clock_timestamp()",
+        help="also time each hop (push, assignment, run) with a trigger's clock_timestamp()",
     )
     parser.add_argument("--smoke", action="store_true", help="one run at 200/s for 1 s: a few seconds")
     add_dsn_option(parser)

@@ -236,7 +236,7 @@ def run_once(args: argparse.Namespace, index: int) -> RunResult:
 #: Called by this script, not the daemons: left out of the per-drain SQL report.
 CLIENT_FUNCTIONS = {"lzq_push", "lzq_push_many"}
 #: Functions that move each job once: the jobs per call is their batch size.
-BATCHED = {"lzq_claim", "lzq_start", "lzq_finish"}
+BATCHED = {"lzq_assign", "lzq_finish"}
 
 
 def describe_calls(name: str, stats: tuple[int, float, float] | None, jobs: int) -> str:

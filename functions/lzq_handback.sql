@@ -1,8 +1,10 @@
 -- lzq_handback(worker_id, deliveries): give dispatched or running jobs back to `ready` at once.
--- Called by a worker on graceful stop (jobs it received but will not finish), and by the superqueuer
--- (worker_id NULL) for messages RabbitMQ refused. deliveries: [{"id": 1, "token": "<uuid>"}, ...].
+-- Called by workers (jobs assigned to them that they will not run: lzq_undelivered, lzq_worker_exit)
+-- and by the superqueuer (worker_id NULL) for messages RabbitMQ returned as unroutable, which no
+-- worker received. deliveries: [{"id": 1, "token": "<uuid>"}, ...].
 -- Moves dispatched -> ready (token must still be current) and running -> ready (token current and
--- running on this worker). A handed-back run was interrupted, not failed: its attempt is not counted.
+-- running on this worker; with worker_id NULL, on any worker). A handed-back run was interrupted,
+-- not failed: its attempt is not counted.
 -- Frees their limit_to slots. Returns the ids handed back. Wakes sleeping superqueuers.
 CREATE OR REPLACE FUNCTION lzq_handback(worker_id text, deliveries jsonb)
 RETURNS SETOF bigint
@@ -25,7 +27,8 @@ BEGIN
           FROM jsonb_to_recordset(deliveries) AS d(id bigint, token uuid)
          WHERE j.id = d.id AND j.dispatch_token = d.token
            AND (j.status = 'dispatched'
-                OR (j.status = 'running' AND j.worker_id = lzq_handback.worker_id))
+                OR (j.status = 'running'
+                    AND (lzq_handback.worker_id IS NULL OR j.worker_id = lzq_handback.worker_id)))
         RETURNING j.id, j.queue_name
     )
     SELECT array_agg(back.id), array_agg(DISTINCT back.queue_name) INTO v_ids, v_queues FROM back;
@@ -37,4 +40,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION lzq_handback(text, jsonb) IS
-    'Give jobs back: dispatched|running -> ready for deliveries [{id, token}] (running ones only from their own worker).';
+    'Give jobs back: dispatched|running -> ready for deliveries [{id, token}] (running ones from their own worker, or any with worker_id NULL).';

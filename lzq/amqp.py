@@ -1,9 +1,11 @@
 """RabbitMQ access: the only module that imports pika (publishing with confirms, consuming).
 
-RabbitMQ only delivers ``{"id", "token"}`` (or a list of them: a message may carry several jobs
-for one worker); PostgreSQL holds every fact. So messages are transient (a broker restart loses at
-most the in-flight ones, and the dispatch-lease sweep re-dispatches them) and any message may be
-lost or duplicated without harm: the start fence rejects stale tokens.
+The superqueuer publishes each job to the inbox of the worker it was assigned to (lzq_assign): a
+queue the worker declares, server-named and exclusive to its connection, so RabbitMQ delivers it
+to that worker or to nobody (the queue and whatever it holds go when the connection closes). A
+message carries everything the worker needs to run its jobs (``encode_jobs``); PostgreSQL holds
+every fact. Messages are transient and not acked: a message lost to a broker restart or a dropped
+connection is found by the worker in PostgreSQL (lzq_undelivered) and its jobs handed back.
 
 The one exception is the buffer queue (``push(..., via="buffer")``): until lzq-buffer has written a
 push into PostgreSQL, its message is the only copy. It is published persistent, with confirms, to a
@@ -26,8 +28,6 @@ import pika.exceptions
 
 #: Errors after which the connection is rebuilt and the work retried or handed back.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
-
-_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=1)
 
 #: The lzq queue name of the buffer: pushes made with ``via="buffer"`` wait in RabbitMQ queue
 #: ``<prefix>.buffer`` until lzq-buffer writes them into PostgreSQL. No job queue may use this name.
@@ -57,24 +57,40 @@ def queue_for(prefix: str, queue_name: str) -> str:
     return f"{prefix}.{queue_name}"
 
 
-def encode(dispatches: Sequence[tuple[int, str]]) -> bytes:
-    """A message body: one dispatch as ``{"id", "token"}``, several as a JSON list of those."""
-    items = [{"id": job_id, "token": token} for job_id, token in dispatches]
-    return json.dumps(items[0] if len(items) == 1 else items, separators=(",", ":")).encode()
+#: The fields of a job in a message, in order (``encode_jobs``): what the worker passes to the handler.
+JOB_FIELDS = (
+    "id",
+    "token",
+    "job_name",
+    "params",
+    "queue_name",
+    "priority",
+    "fairness_key",
+    "max_failures",
+    "attempt",
+)
 
 
-def decode(body: bytes) -> list[tuple[int, str]]:
-    """The (job id, dispatch token) pairs of a message body; ValueError if it is not one of ours."""
-    data = json.loads(body)
-    items = data if isinstance(data, list) and data else [data]
-    for item in items:
+def encode_jobs(jobs: Sequence[bytes]) -> bytes:
+    """A message body for jobs already encoded one by one as JSON arrays of ``JOB_FIELDS`` (the
+    superqueuer has PostgreSQL build them: the params are never decoded and encoded again)."""
+    return b"[" + b",".join(jobs) + b"]"
+
+
+def decode_jobs(body: bytes) -> list[tuple]:
+    """The jobs of a message body, each a tuple of ``JOB_FIELDS``; ValueError if it is not one of ours."""
+    jobs = json.loads(body)
+    if not isinstance(jobs, list) or not jobs:
+        raise ValueError("message must be a non-empty list of jobs")
+    for job in jobs:
         if (
-            not isinstance(item, dict)
-            or type(item.get("id")) is not int
-            or not isinstance(item.get("token"), str)
+            not isinstance(job, list)
+            or len(job) != len(JOB_FIELDS)
+            or type(job[0]) is not int
+            or not isinstance(job[1], str)
         ):
-            raise ValueError("message must be {id: int, token: str} or a non-empty list of those")
-    return [(item["id"], item["token"]) for item in items]
+            raise ValueError(f"each job must be a list of {len(JOB_FIELDS)} fields: {', '.join(JOB_FIELDS)}")
+    return [tuple(job) for job in jobs]
 
 
 def _parameters(url: str, name: str) -> pika.URLParameters:
@@ -110,11 +126,11 @@ def _declare(
 
 
 class Publisher:
-    """Publishes dispatches (and buffered pushes) with publisher confirms and ``mandatory``, a whole
-    batch per round trip.
+    """Publishes jobs to workers' inboxes (and buffered pushes to the buffer queue) with publisher
+    confirms and ``mandatory``, a whole batch per round trip.
 
     pika's BlockingConnection waits for each confirm in turn (one broker round trip per message).
-    This runs pika's asynchronous SelectConnection on its own I/O thread instead: ``publish_many``
+    This runs pika's asynchronous SelectConnection on its own I/O thread instead: ``publish_to_inboxes``
     hands the batch to that thread, which publishes every message and collects the broker's acks
     (RabbitMQ acks many at once with ``multiple``); the caller waits once for the whole batch.
     """
@@ -138,31 +154,38 @@ class Publisher:
         self._results: list[bool] = []
         self._batch_done = threading.Event()
 
-    def publish_many(self, messages: Iterable[tuple[str, Sequence[tuple[int, str]]]]) -> list[bool]:
-        """Publish dispatches: (queue_name, [(job_id, token), ...]) messages, one or more jobs each.
-        True for each message the broker confirmed.
+    def publish_to_inboxes(self, messages: Sequence[tuple[str, bytes, str]]) -> list[bool | None]:
+        """Publish ``(inbox, body, message_id)`` messages to workers' inboxes, which are never
+        declared here: a worker's inbox exists only while the worker is connected. For each
+        message: True if the broker confirmed it, None if it returned it unroutable (the inbox is
+        gone: nobody received it), False if it nacked it (an internal error of the broker: the
+        message may be lost, or, for all we know, delivered).
 
-        False means RabbitMQ refused (nack) or could not route it: the caller hands its jobs back.
-        A connection error or a confirm timeout raises; the caller then treats every message of
-        the batch as not sent.
+        A connection error or a confirm timeout raises: then any message may have arrived.
         """
-        batch = list(messages)
-        return self._send(
-            [(queue_name, encode(dispatches), _PROPERTIES) for queue_name, dispatches in batch],
-            [dispatches[0][0] for _, dispatches in batch],
+        results = self._send(
+            [
+                (inbox, body, pika.BasicProperties(content_type="application/json", message_id=message_id))
+                for inbox, body, message_id in messages
+            ],
+            [message_id for _, _, message_id in messages],
+            declare={},
         )
+        return [None if i in self._returned else ok for i, ok in enumerate(results)]
 
     def publish(self, messages: Iterable[Message]) -> list[bool]:
-        """Publish arbitrary messages, with confirms and ``mandatory``; True for each confirmed.
+        """Publish messages to lzq queues (declared durable first), with confirms and
+        ``mandatory``; True for each confirmed.
 
-        Same contract as ``publish_many``; a message that was returned unroutable is matched by
-        its ``message_id``.
+        False means RabbitMQ refused (nack) or could not route it; a message that was returned
+        unroutable is matched by its ``message_id``. A connection error or a confirm timeout
+        raises; the caller then treats every message of the batch as not sent.
         """
         batch = list(messages)
         return self._send(
             [
                 (
-                    m.queue_name,
+                    queue_for(self._prefix, m.queue_name),
                     m.body,
                     pika.BasicProperties(
                         content_type="application/json",
@@ -173,14 +196,17 @@ class Publisher:
                 for m in batch
             ],
             [m.message_id for m in batch],
+            declare={queue_for(self._prefix, m.queue_name): queue_arguments(m.queue_name) for m in batch},
         )
 
-    def _send(self, batch: list[tuple[str, bytes, Any]], keys: list[Any]) -> list[bool]:
+    def _send(self, batch: list[tuple[str, bytes, Any]], keys: list[Any], declare: dict) -> list[bool]:
         if not batch:
             return []
         self._ensure_open()
         self._batch_done.clear()
-        self._connection.ioloop.add_callback_threadsafe(functools.partial(self._publish_batch, batch, keys))
+        self._connection.ioloop.add_callback_threadsafe(
+            functools.partial(self._publish_batch, batch, keys, declare)
+        )
         if not self._batch_done.wait(self._confirm_timeout_s):
             self.close()
             raise pika.exceptions.AMQPConnectionError(
@@ -250,38 +276,32 @@ class Publisher:
         if connection is not None:
             connection.ioloop.stop()
 
-    def _publish_batch(self, batch: list[tuple[str, bytes, Any]], keys: list[Any]) -> None:
+    def _publish_batch(self, batch: list[tuple[str, bytes, Any]], keys: list[Any], declare: dict) -> None:
         if self._failure is not None or self._channel is None:
             self._batch_done.set()
             return
-        for queue_name, _, _ in batch:
-            queue = queue_for(self._prefix, queue_name)
+        for queue, arguments in declare.items():
             if queue not in self._declared:
                 # Durable so the queue outlives a broker restart; publish once it surely exists.
                 def declared(_frame: Any, queue: str = queue) -> None:
                     self._declared.add(queue)
-                    self._publish_batch(batch, keys)
+                    self._publish_batch(batch, keys, declare)
 
-                self._channel.queue_declare(
-                    queue=queue, durable=True, arguments=queue_arguments(queue_name), callback=declared
-                )
+                self._channel.queue_declare(queue=queue, durable=True, arguments=arguments, callback=declared)
                 return
         self._results = [False] * len(batch)
         self._returned.clear()
         self._pending.clear()
         self._index_by_key = {key: i for i, key in enumerate(keys)}
-        for index, (queue_name, body, properties) in enumerate(batch):
-            self._channel.basic_publish(
-                "", queue_for(self._prefix, queue_name), body, properties, mandatory=True
-            )
+        for index, (queue, body, properties) in enumerate(batch):
+            self._channel.basic_publish("", queue, body, properties, mandatory=True)
             self._next_tag += 1
             self._pending[self._next_tag] = index
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         # RabbitMQ sends basic.return before the ack of the same message: remember it as refused.
-        key = properties.message_id if properties.message_id is not None else decode(body)[0][0]
-        if key in self._index_by_key:
-            self._returned.add(self._index_by_key[key])
+        if properties.message_id in self._index_by_key:
+            self._returned.add(self._index_by_key[properties.message_id])
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
@@ -309,10 +329,11 @@ class Delivery:
 
 
 class Consumer:
-    """Consumes the worker's queues on the calling thread; ``ack`` may be called from any thread.
+    """Consumes lzq queues on the calling thread (lzq-buffer: the buffer queue); ``ack`` may be
+    called from any thread. The worker's ``Inbox`` is one too.
 
     ``prefetch`` bounds unacked messages for the whole channel: messages are acked only after
-    their outcome is committed, so it bounds the jobs this worker holds. (On the quorum buffer
+    their outcome is committed, so it bounds what the consumer holds. (On the quorum buffer
     queue, which refuses channel-wide prefetch, it is per consumer: the same bound for one queue.)
     """
 
@@ -330,23 +351,15 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._consumer_tags: list[str] = []
-        # Delivery tags of the current channel not acked yet, oldest first (a dict as an ordered
-        # set); touched only on the consuming thread.
-        self._unacked: dict[int, None] = {}
         # time.monotonic() at which our wake-up timer (see ``process``) fires; None: none armed.
         self._wake_at: float | None = None
         self.generation = 0
 
     def connect(self) -> None:
         """(Re)connect, declare the queues and start consuming."""
-        self.close()
-        self._connection = _connect(self._url, self._name)
-        self._channel = self._connection.channel()
+        self._open()
         quorum = any(queue_arguments(queue_name) for queue_name in self._queues)
         self._channel.basic_qos(prefetch_count=self._prefetch, global_qos=not quorum)
-        self.generation += 1
-        self._unacked.clear()
-        self._wake_at = None  # a timer of the old connection never fires
         for queue_name in self._queues:
             queue = queue_for(self._prefix, queue_name)
             _declare(self._channel, queue, queue_arguments(queue_name))
@@ -354,8 +367,14 @@ class Consumer:
                 self._channel.basic_consume(queue, functools.partial(self._deliver, self.generation))
             )
 
+    def _open(self) -> None:
+        self.close()
+        self._connection = _connect(self._url, self._name)
+        self._channel = self._connection.channel()
+        self.generation += 1
+        self._wake_at = None  # a timer of the old connection never fires
+
     def _deliver(self, generation: int, _channel: Any, method: Any, _properties: Any, body: bytes) -> None:
-        self._unacked[method.delivery_tag] = None
         self._on_message(Delivery(method.delivery_tag, generation, body))
 
     @property
@@ -384,49 +403,16 @@ class Consumer:
         """Ack from any thread (with ``multiple``, also every earlier delivery of its channel).
 
         A delivery from an earlier (dead) channel is skipped: RabbitMQ has already requeued it, and
-        the start fence (or the buffer's uuid) will drop the copy."""
+        the buffer's uuid will make the copy a no-op."""
         connection = self._connection
         if connection is None or delivery.generation != self.generation:
             return
         with contextlib.suppress(TRANSIENT_ERRORS):
             connection.add_callback_threadsafe(functools.partial(self._ack, delivery, multiple))
 
-    def ack_many(self, deliveries: list[Delivery]) -> None:
-        """Ack several deliveries from any thread, with one wake-up of the consuming thread."""
-        connection = self._connection
-        current = [d for d in deliveries if d.generation == self.generation]
-        if connection is None or not current:
-            return
-        with contextlib.suppress(TRANSIENT_ERRORS):
-            connection.add_callback_threadsafe(functools.partial(self._ack_all, current))
-
-    def _ack_all(self, deliveries: list[Delivery]) -> None:
-        if self._channel is None or not self._channel.is_open:
-            return
-        tags = sorted(d.tag for d in deliveries if d.generation == self.generation)
-        # The oldest unacked deliveries, as far as all of them are in this batch, go as one frame
-        # (``multiple``): jobs mostly finish in the order they came, so a batch is mostly one ack.
-        acked = set(tags)
-        upto = None
-        for tag in self._unacked:
-            if tag not in acked:
-                break
-            upto = tag
-        if upto is not None:
-            self._channel.basic_ack(upto, multiple=True)
-        for tag in tags:
-            if upto is None or tag > upto:
-                self._channel.basic_ack(tag)
-            self._unacked.pop(tag, None)
-
     def _ack(self, delivery: Delivery, multiple: bool = False) -> None:
         if delivery.generation == self.generation and self._channel is not None and self._channel.is_open:
             self._channel.basic_ack(delivery.tag, multiple=multiple)
-            if multiple:
-                for tag in [t for t in self._unacked if t <= delivery.tag]:
-                    del self._unacked[tag]
-            else:
-                self._unacked.pop(delivery.tag, None)
 
     def cancel(self) -> None:
         """Stop receiving new messages; unacked ones stay ours until acked or the channel closes."""
@@ -441,6 +427,29 @@ class Consumer:
                 self._connection.close()
         self._connection, self._channel = None, None
         self._consumer_tags.clear()
+
+
+class Inbox(Consumer):
+    """A worker's inbox: a server-named queue exclusive to this connection, consumed without acks.
+
+    RabbitMQ deletes it, with whatever it still holds, when the connection closes, so a message
+    published to it reaches this connection or nobody (a publish after that is returned as
+    unroutable). Each ``connect`` makes a new one (``name``): the worker names it in PostgreSQL
+    (lzq_worker_inbox) before any job is sent there. ``on_message`` gets each message's body.
+    """
+
+    def __init__(self, url: str, on_message: Callable[[bytes], None], name: str = "lzq-worker") -> None:
+        super().__init__(url, "", [], 0, on_message, name)  # type: ignore[arg-type]
+        self.name: str | None = None
+
+    def connect(self) -> None:
+        self._open()
+        self.name = self._channel.queue_declare(queue="", exclusive=True).method.queue
+        self._consumer_tags.append(
+            self._channel.basic_consume(
+                self.name, lambda _ch, _method, _props, body: self._on_message(body), auto_ack=True
+            )
+        )
 
 
 def queue_depth(url: str, prefix: str, queue_name: str) -> int:

@@ -30,7 +30,8 @@ class Settings:
     amqp_url: str = DEFAULT_AMQP_URL
     #: RabbitMQ queue for lzq queue NAME is "<amqp_prefix>.NAME" (lets tests and tenants share a broker).
     amqp_prefix: str = "lzq"
-    #: A dispatched job that no worker started within this time goes back to ready (sweep).
+    #: A job assigned to a worker whose message it has not received within this time is handed back
+    #: by that worker (one dispatched by lzq_claim that nobody started, by the sweep).
     dispatch_lease_s: int = 60
     #: Workers heartbeat this often...
     heartbeat_s: float = 2.0

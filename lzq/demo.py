@@ -359,7 +359,7 @@ def _watch(conn: Any, daemons: Daemons, first_id: int, last_id: int, count: int)
                 f"{now - started:5.1f}s {rate:>6,.0f} jobs/s  final {final}/{count} "
                 f"({counts['succeeded']} ok, {counts['failed']} failed)  "
                 f"ready {counts['ready']}  scheduled {counts['scheduled']}  "
-                f"dispatched {counts['dispatched']}  running {counts['running']}"
+                f"running {counts['running']}"
             )
             if tty:  # one line, rewritten in place: it must not wrap
                 width = shutil.get_terminal_size().columns - 1

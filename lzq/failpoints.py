@@ -15,11 +15,11 @@ EXIT_FAILPOINT = 86
 
 #: The places, in the order a job passes them.
 NAMES = (
-    "after_claim_commit",  # superqueuer: claimed and committed, nothing published yet
+    "after_claim_commit",  # superqueuer: assigned and committed, nothing published yet
     "after_publish",  # superqueuer: published and confirmed, hand-backs not done yet
-    "after_start",  # worker: start fence committed, handler not called yet
+    "after_start",  # worker: job received and given a slot, handler not called yet
     "after_run",  # worker: handler returned, outcome not reported yet
-    "after_finish_commit",  # worker: outcome committed, message not acked yet
+    "after_finish_commit",  # worker: outcome committed, job not forgotten yet
 )
 
 _armed: dict[str, float] = {}

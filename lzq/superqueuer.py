@@ -1,4 +1,4 @@
-"""lzq-superqueuer: claim ready jobs into free worker slots, publish them, promote due ones; sweep beside."""
+"""lzq-superqueuer: assign ready jobs to free worker slots, publish them, promote due ones; sweep beside."""
 
 from __future__ import annotations
 
@@ -64,34 +64,33 @@ def auto_margin(mean_duration_s: float | None, mean_slots: float | None) -> int:
     return max(1, min(wanted, AUTO_MARGIN_MAX_PER_SLOT * math.ceil(mean_slots)))
 
 
-def pack(claimed: list[tuple], most: int) -> list[tuple[str, list[tuple[int, str]]]]:
-    """RabbitMQ messages for claimed (id, token text, queue_name) rows: each queue's jobs in dispatch
-    order, in messages of at most ``most`` jobs, as even as possible (9 jobs, at most 8: 4 + 5).
+#: A job as its message carries it (amqp.JOB_FIELDS), built by PostgreSQL: the params go from jsonb
+#: to the message without being decoded and encoded again in Python.
+_ASSIGN = """
+    SELECT a.inbox, a.id, a.dispatch_token::text,
+           json_build_array(a.id, a.dispatch_token, a.job_name, a.params, a.queue_name, a.priority,
+                            a.fairness_key, a.max_failures, a.attempt)::text
+      FROM lzq_assign(%s, %s, %s) AS a"""
 
-    ``most`` is the prefetch margin: a message goes to one worker, so it may carry as many jobs as
-    a worker is meant to hold queued anyway. Fast jobs then cost RabbitMQ, the superqueuer and the
-    worker one publish, delivery and ack per batch instead of per job; a margin of 1 (long jobs)
-    keeps one job per message, so each waits in RabbitMQ for whichever worker frees a slot first.
-    """
-    by_queue: dict[str, list[tuple[int, str]]] = {}
-    for job_id, token, queue_name in claimed:
-        by_queue.setdefault(queue_name, []).append((job_id, token))
-    messages = []
-    for queue_name, dispatches in by_queue.items():
-        count = -(-len(dispatches) // max(most, 1))
-        for i in range(count):
-            chunk = dispatches[i * len(dispatches) // count : (i + 1) * len(dispatches) // count]
-            messages.append((queue_name, chunk))
-    return messages
+
+def by_inbox(assigned: list[tuple]) -> dict[str, list[tuple]]:
+    """Assigned rows (inbox, id, token, job JSON) grouped by inbox, each group in dispatch order:
+    one message per worker and pass carries all its jobs (a worker holds what it is given anyway:
+    one publish, delivery and decode per batch instead of per job)."""
+    groups: dict[str, list[tuple]] = {}
+    for row in assigned:
+        groups.setdefault(row[0], []).append(row)
+    return groups
 
 
 class Superqueuer:
     """Feeds RabbitMQ from PostgreSQL, never faster than workers have free slots.
 
-    One pass (``run_once``): claim up to the free credit (``lzq_claim``, committed), publish the
-    ``{id, token}`` of each job (up to a margin's worth per message, see ``pack``) with publisher
-    confirms, hand back what RabbitMQ refused; then, when due, promote due scheduled jobs and
-    claim what that made ready, evaluate due readiness checks (user code from ``--app``). ``run``
+    One pass (``run_once``): assign ready jobs to workers up to their free credit (``lzq_assign``,
+    committed durably), publish them to each worker's inbox (one message per worker, see
+    ``by_inbox``) with publisher confirms, hand back what RabbitMQ could not route;
+    then, when due, promote due scheduled jobs and assign what that made ready, evaluate due
+    readiness checks (user code from ``--app``). ``run``
     repeats passes while there is work and sleeps on LISTEN otherwise, with a polling backstop.
     Beside the loop, on a thread and connection of its own (``maintenance.Upkeep``), it sweeps
     up after crashes and tops up cron fire times every ``sweep_interval_s`` (one superqueuer at a
@@ -277,17 +276,9 @@ class Superqueuer:
         return promoted_count > 0, checks_due
 
     def _claim_statement(self) -> tuple[str, object]:
-        return (
-            # Tokens as text: they only go into messages, and a uuid.UUID made and printed again
-            # per job was 3.5% of the superqueuer's CPU in a drain (py-spy).
-            "SELECT id, dispatch_token::text, queue_name FROM lzq_claim(%s, %s, %s, %s)",
-            (
-                self.settings.claim_batch,
-                self.settings.dispatch_lease_s,
-                self.margin,
-                self.settings.worker_dead_after_s,
-            ),
-        )
+        # Tokens as text: they only go into hand-backs, and a uuid.UUID made and printed again per
+        # job was 3.5% of the superqueuer's CPU in a drain (py-spy).
+        return _ASSIGN, (self.settings.claim_batch, self.margin, self.settings.worker_dead_after_s)
 
     def _publish_claimed(self, claimed: list[tuple]) -> int:
         """Publish the rows of a committed claim; how many jobs went out."""
@@ -349,34 +340,40 @@ class Superqueuer:
                 return {"outcome": "not_ready"}
         return {"outcome": "passed", "limits": limits}
 
-    def _publish(self, claimed: list[tuple]) -> int:
-        messages = pack(claimed, self.margin)
-        try:
-            confirmed = self._publisher.publish_many(messages)
-        except amqp.TRANSIENT_ERRORS:
-            # We cannot know which messages got through: hand all back. Any that did arrive carry a
-            # token that no longer matches, so the start fence drops them.
-            self._handback(messages)
-            raise
+    def _publish(self, assigned: list[tuple]) -> int:
+        groups = by_inbox(assigned)
+        messages = [
+            (inbox, amqp.encode_jobs([row[3].encode() for row in rows]), str(rows[0][1]))
+            for inbox, rows in groups.items()
+        ]
+        # Only a message RabbitMQ returned unroutable surely reached nobody: its jobs go back now.
+        # One that raises or is nacked (an internal error of the broker) may have been delivered:
+        # its jobs stay assigned, and if the message was lost their worker finds them
+        # (lzq_undelivered) and hands them back.
+        outcomes = self._publisher.publish_to_inboxes(messages)
         failpoints.hit("after_publish")
-        refused = [m for m, ok in zip(messages, confirmed, strict=True) if not ok]
-        refused_jobs = sum(len(dispatches) for _, dispatches in refused)
-        if refused:
-            queues = sorted({queue_name for queue_name, _ in refused})
-            self.log.warning("publish_refused", count=refused_jobs, queues=queues)
-            self._handback(refused)
-        published = len(claimed) - refused_jobs
+        returned = [rows for rows, ok in zip(groups.values(), outcomes, strict=True) if ok is None]
+        nacked = sum(len(rows) for rows, ok in zip(groups.values(), outcomes, strict=True) if ok is False)
+        if returned:
+            gone = [rows[0][0] for rows in returned]
+            self.log.warning("publish_returned", count=sum(map(len, returned)), gone_inboxes=gone)
+            self._handback([row for rows in returned for row in rows], gone)
+        if nacked:
+            self.log.warning("publish_refused", count=nacked)
+        published = len(assigned) - sum(map(len, returned)) - nacked
         self.log.debug("jobs_dispatched", count=published, messages=len(messages))
         return published
 
-    def _handback(self, messages: list[tuple[str, list[tuple[int, str]]]]) -> None:
-        deliveries = [
-            {"id": job_id, "token": token} for _, dispatches in messages for job_id, token in dispatches
-        ]
+    def _handback(self, undelivered: list[tuple], gone_inboxes: list[str]) -> None:
+        """Give back jobs whose message nobody received; forget their inboxes (their workers'
+        connections are gone: each job sent there would come back)."""
+        deliveries = [{"id": row[1], "token": row[2]} for row in undelivered]
         try:
             self._fetch("SELECT * FROM lzq_handback(NULL, %s)", (db.json(deliveries),))
+            if gone_inboxes:
+                self._fetch("SELECT lzq_inbox_gone(%s)", (gone_inboxes,))
         except db.TRANSIENT_ERRORS as exc:
-            # Still safe: their dispatch lease expires and the sweep makes them ready again.
+            # Still safe: their workers find them (lzq_undelivered) and hand them back.
             self.log.warning("database_unavailable", step="handback", error=str(exc))
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -384,8 +381,9 @@ class Superqueuer:
     def _connect(self) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = db.connect(self.settings.dsn, application_name="lzq-superqueuer")
-            # Losing one of our commits in a server crash is harmless (a lost claim leaves the job
-            # ready; its published token then fails the start fence), so we don't wait for fsync.
+            # Losing one of our commits in a server crash is harmless (a promotion, a check's
+            # outcome, the idle flag: done again), so we don't wait for fsync. Not an assignment's:
+            # lzq_assign makes its own commit durable before we publish what it assigned.
             self._conn.execute("SET synchronous_commit = off")
             self._listener = db.Listener(self.settings.dsn, application_name="lzq-superqueuer-listen")
             self.log.info("database_connected")

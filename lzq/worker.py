@@ -1,4 +1,4 @@
-"""lzq-worker: consume {id, token} messages, fence, run handlers, report, ack after the report commits."""
+"""lzq-worker: run the jobs the superqueuer assigned to it (received in its inbox), report each outcome."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from lzq import amqp, db, failpoints, log
 from lzq.backoff import Backoff
-from lzq.config import AUTO_MARGIN_MAX_PER_SLOT, Settings
+from lzq.config import Settings
 from lzq.errors import Fail, Retry, UnknownHandler, first_line
 from lzq.job import Job
 from lzq.registry import Registry, default_registry
@@ -32,26 +32,32 @@ _REFUSED_REPORT = "lzq could not record this attempt's outcome"
 
 @dataclasses.dataclass
 class _InFlight:
-    delivery: amqp.Delivery
     token: str
-    #: Holds a slot: its start is being committed, its handler runs, or its report awaits the commit.
+    #: Holds a slot: its handler runs, or its report awaits the commit.
     running: bool = False
 
 
 class Worker:
     """Runs jobs from one or more lzq queues with ``concurrency`` slots (threads).
 
-    Life of a job: decode its ``{id, token}`` from a message (which may carry several) → start
-    fence (``lzq_start``) once a slot is free → run the handler on a job thread → report
-    (``lzq_finish``) → ack the message once the reports of all its jobs are committed.
-    A stale or duplicate delivery fails the fence and is acked and dropped. ``stop()`` (SIGTERM)
-    cancels the consumer, gives running jobs ``stop_grace_s``, hands the rest back and returns 0.
+    The superqueuer assigns each job to one worker in PostgreSQL (``lzq_assign``: the job is
+    `running` on it from then on, its attempt counted) and publishes it, with its name and params,
+    to that worker's inbox, a RabbitMQ queue only this worker's connection consumes (``amqp.Inbox``).
+    So whatever arrives is this worker's to run: a job starts on arrival if a slot is free, else
+    when one frees, with no round trip to PostgreSQL first. Its outcome is reported with
+    ``lzq_finish``. ``stop()`` (SIGTERM) cancels the consumer, gives running jobs ``stop_grace_s``,
+    hands the rest back (``lzq_worker_exit``) and returns 0.
 
-    One thread, the ledger, talks to PostgreSQL for all jobs: each of its transactions (one
-    ``lzq_finish_and_start`` statement) records every report waiting and starts as many waiting
-    deliveries as there are free slots (a slot freed by a report in the batch counts), so a busy
-    worker pays one commit per batch, not two per job, and a slot goes from one job to the next in
-    a single round trip. An idle worker's lone delivery or report goes at once: there is no timer.
+    A message can be lost (a dropped connection takes its inbox along, a broker restart, a publish
+    whose outcome the superqueuer could not know): after each connect, and every ``heartbeat_s``
+    for jobs assigned over ``dispatch_lease_s`` ago, the worker asks PostgreSQL for the jobs assigned
+    to it that it never received (``lzq_undelivered``), remembers their tokens, so that a copy
+    arriving late is dropped, and hands them back. That runs on the consuming thread, so no
+    message is admitted meanwhile.
+
+    One thread, the ledger, reports for all jobs: each of its transactions records every report
+    waiting, so a busy worker pays one commit per batch, not one per job; an idle worker's lone
+    report goes at once: there is no timer.
     """
 
     def __init__(
@@ -64,33 +70,30 @@ class Worker:
         failpoints.configure(settings.failpoints)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log.get("worker").bind(worker_id=self.worker_id)
+        # Jobs received and not reported yet (under _lock).
         self._inflight: dict[int, _InFlight] = {}
-        # Messages not acked yet → how many of their jobs are still in _inflight (under _lock).
-        self._open_jobs: dict[amqp.Delivery, int] = {}
-        self._lock = threading.Lock()
-        # Under _lock: deliveries not started yet (arrival order), reports not committed yet, and
-        # the slots taken. The ledger waits on _ledger_wake for either to have something to do.
-        self._waiting: collections.deque[int] = collections.deque()
+        # Under _lock: rows of jobs received and not started yet (arrival order), reports not
+        # committed yet, and the slots taken. The ledger waits on _ledger_wake for reports.
+        self._waiting: collections.deque[tuple] = collections.deque()
         self._reports: list[dict[str, Any]] = []
         self._busy_slots = 0
+        self._lock = threading.Lock()
         self._ledger_wake = threading.Condition(self._lock)
         self._ledger_conn: Any = None
+        # Tokens of jobs handed back as never received (see _reconcile): a copy arriving later
+        # is dropped. Only the consuming thread touches it; it grows only when messages are lost.
+        self._given_back: set[str] = set()
+        self._inbox_conn: Any = None
+        self._next_reconcile_at = 0.0
         self._stop = threading.Event()
         self._stopping_credit = False
         self._heartbeat_wake = threading.Event()
         self._heartbeat_conn: Any = None
         self._last_heartbeat_s = time.monotonic()
-        # Rows of started jobs, for the job threads. Not a ThreadPoolExecutor: its Future per job
+        # Rows of jobs to start, for the job threads. Not a ThreadPoolExecutor: its Future per job
         # (a Condition, a lock) cost a worker as much CPU as the rest of a no-op job's hand-offs.
         self._started_jobs: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        self._consumer = amqp.Consumer(
-            settings.amqp_url,
-            settings.amqp_prefix,
-            queues,
-            prefetch=concurrency + _margin_or(settings, AUTO_MARGIN_MAX_PER_SLOT * concurrency),
-            on_message=self._on_message,
-            name=f"lzq-worker {self.worker_id}",
-        )
+        self._inbox = amqp.Inbox(settings.amqp_url, self._on_message, name=f"lzq-worker {self.worker_id}")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -112,20 +115,56 @@ class Worker:
         backoff = Backoff()
         while not self._stop.is_set():
             try:
-                if not self._consumer.is_open:
-                    self._consumer.connect()
-                    self.log.info("amqp_connected")
+                if not self._inbox.is_open:
+                    self._inbox.connect()
+                    self._reconcile(0.0, inbox=self._inbox.name)
+                    self.log.info("amqp_connected", inbox=self._inbox.name)
                     backoff.reset()
-                self._consumer.process(0.1)
-            except amqp.TRANSIENT_ERRORS as exc:
+                elif time.monotonic() >= self._next_reconcile_at:
+                    self._reconcile(self.settings.dispatch_lease_s)
+                self._inbox.process(0.1)
+            except amqp.TRANSIENT_ERRORS + db.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
-                self.log.warning(
-                    "amqp_unavailable", error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 2)
-                )
-                self._consumer.close()
+                event = "database_unavailable" if isinstance(exc, db.TRANSIENT_ERRORS) else "amqp_unavailable"
+                self.log.warning(event, error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 2))
+                # A new inbox, named again, once both answer (its jobs are handed back meanwhile).
+                self._inbox.close()
+                self._inbox_conn = None
                 self._stop.wait(delay)
         self._shutdown()
         return 0
+
+    def _reconcile(self, older_than_s: float, inbox: str | None = None) -> None:
+        """Hand back the jobs assigned to us over ``older_than_s`` ago that never arrived, first
+        remembering their tokens (a copy arriving late is dropped, whether or not the hand-back
+        commits); then name our ``inbox``, if given. On the consuming thread: nothing is admitted
+        meanwhile, so what we hold cannot change under the query but by reports."""
+        self._next_reconcile_at = time.monotonic() + self.settings.heartbeat_s
+        if self._inbox_conn is None or self._inbox_conn.closed:
+            self._inbox_conn = db.connect(self.settings.dsn, application_name="lzq-worker-inbox")
+        with self._lock:
+            held = [flight.token for flight in self._inflight.values()]
+        lost = db.fetch(
+            self._inbox_conn,
+            "SELECT id, dispatch_token::text FROM lzq_undelivered(%s, %s::uuid[], %s)",
+            (self.worker_id, held, older_than_s),
+        )
+        if lost:
+            self._given_back.update(token for _, token in lost)
+            handed = db.fetch(
+                self._inbox_conn,
+                "SELECT * FROM lzq_handback(%s, %s)",
+                (self.worker_id, db.json([{"id": job_id, "token": token} for job_id, token in lost])),
+            )
+            self.log.warning(
+                "jobs_undelivered", job_ids=[job_id for job_id, _ in lost], handed_back=len(handed)
+            )
+        if inbox is not None:
+            [(registered,)] = db.fetch(
+                self._inbox_conn, "SELECT lzq_worker_inbox(%s, %s)", (self.worker_id, inbox)
+            )
+            if not registered:
+                self._exit_declared_dead("swept")
 
     def _register(self) -> None:
         backoff = Backoff()
@@ -146,28 +185,23 @@ class Worker:
         started = time.monotonic()
         self.log.info("worker_stopping", running=self._count_running())
         with contextlib.suppress(amqp.TRANSIENT_ERRORS):
-            self._consumer.cancel()
+            self._inbox.cancel()
         # Withdraw this worker's credit now; keep heartbeating so running jobs keep their lease.
         self._stopping_credit = True
         self._heartbeat_wake.set()
         deadline = started + self.settings.stop_grace_s
         while self._count_running() and time.monotonic() < deadline:
             self._pump(0.05)
-        self._pump(0.05)  # send the acks of jobs that just finished
-        with self._lock:
-            leftovers = dict(self._inflight)
         # Processes the abandoned handlers started must not outlive them (nor act once their jobs
         # run elsewhere): freeze them now, kill them once the jobs are handed back.
         children = _descendants(os.getpid())
         _signal_all(children, signal.SIGSTOP)
-        handed = self._handback_and_exit(
-            [{"id": job_id, "token": f.token} for job_id, f in leftovers.items()]
-        )
+        handed = self._handback_and_exit()
         _signal_all(children, signal.SIGKILL)
         # Return straight away: the caller exits the process, ending job threads still running past
         # the grace period. Their jobs are already `ready` again, so every moment here could overlap
-        # with a new run elsewhere. Unacked messages are requeued when the connection drops; the
-        # start fence drops those copies.
+        # with a new run elsewhere. The inbox goes with the connection, and what it still held
+        # with it (those jobs were handed back too).
         self.log.info(
             "worker_stopped",
             handed_back=sorted(handed),
@@ -175,32 +209,27 @@ class Worker:
         )
 
     def _pump(self, seconds: float) -> None:
-        """Let pika send queued acks (or just wait, if the broker is gone)."""
+        """Keep the broker connection serviced while we wait (or just wait, if it is gone)."""
         try:
-            if self._consumer.is_open:
-                self._consumer.process(seconds)
+            if self._inbox.is_open:
+                self._inbox.process(seconds)
                 return
         except amqp.TRANSIENT_ERRORS:
-            self._consumer.close()
+            self._inbox.close()
         time.sleep(seconds)
 
     def _count_running(self) -> int:
         with self._lock:
             return sum(1 for f in self._inflight.values() if f.running)
 
-    def _handback_and_exit(self, deliveries: list[dict]) -> list[int]:
-        """Give unfinished jobs back and deregister, in one transaction."""
+    def _handback_and_exit(self) -> list[int]:
+        """Give back every job still assigned to us (running past the grace period, received and
+        not started, or on its way) and deregister, in one transaction (``lzq_worker_exit``)."""
         backoff = Backoff(max_s=1.0)
         for _ in range(5):
             try:
-                with (
-                    db.connect(self.settings.dsn, application_name="lzq-worker-exit") as conn,
-                    conn.transaction(),
-                ):
-                    rows = db.fetch(
-                        conn, "SELECT * FROM lzq_handback(%s, %s)", (self.worker_id, db.json(deliveries))
-                    )
-                    db.fetch(conn, "SELECT lzq_worker_exit(%s)", (self.worker_id,))
+                with db.connect(self.settings.dsn, application_name="lzq-worker-exit") as conn:
+                    rows = db.fetch(conn, "SELECT * FROM lzq_worker_exit(%s)", (self.worker_id,))
                 return [row[0] for row in rows]
             except db.TRANSIENT_ERRORS as exc:
                 self.log.warning("database_unavailable", step="handback", error=str(exc))
@@ -264,41 +293,58 @@ class Worker:
 
     # -- messages and jobs -------------------------------------------------------------------------
 
-    def _on_message(self, delivery: amqp.Delivery) -> None:
-        """On pika's thread: admit the delivery's jobs and queue them for slots (the ledger starts
-        them). The message is acked once every one of its jobs is done with."""
+    def _on_message(self, body: bytes) -> None:
+        """On the consuming thread: take the message's jobs; each starts at once if a slot is free,
+        else waits for one (in arrival order)."""
         try:
-            dispatches = dict(amqp.decode(delivery.body))
-        except (ValueError, KeyError, TypeError):
-            self.log.warning("message_malformed", body=delivery.body[:200].decode(errors="replace"))
-            self._consumer.ack(delivery)
+            jobs = amqp.decode_jobs(body)
+        except (ValueError, TypeError):
+            self.log.warning("message_malformed", body=body[:200].decode(errors="replace"))
             return
+        starting = []
         with self._lock:
-            for job_id in [job_id for job_id in dispatches if job_id in self._inflight]:
-                # A redelivery of a job this process already holds (e.g. after a channel reconnect).
-                self.log.info("message_duplicate", job_id=job_id)
-                del dispatches[job_id]
-            if not dispatches:
-                self._consumer.ack(delivery)
-                return
-            self._open_jobs[delivery] = len(dispatches)
-            for job_id, token in dispatches.items():
-                self._inflight[job_id] = _InFlight(delivery, token)
-                self._waiting.append(job_id)
-            self._ledger_wake.notify()
+            for row in jobs:
+                job_id, token = row[0], row[1]
+                if token in self._given_back or job_id in self._inflight:
+                    # Handed back as never received (it came too late), or a job we hold already.
+                    self.log.info("message_stale", job_id=job_id)
+                    continue
+                self._inflight[job_id] = _InFlight(token)
+                self._waiting.append(row)
+            while (row := self._next_start()) is not None:
+                starting.append(row)
+        for row in starting:
+            self._started_jobs.put(row)
+
+    def _next_start(self) -> tuple | None:
+        """Under _lock: the next waiting job, its slot taken, if a slot is free and we are not
+        stopping. Taken under the lock _shutdown counts under: a stop either prevents this start
+        or sees the slot taken and waits for the job."""
+        if not self._waiting or self._busy_slots >= self.concurrency or self._stop.is_set():
+            return None
+        row = self._waiting.popleft()
+        self._inflight[row[0]].running = True
+        self._busy_slots += 1
+        return row
 
     def _job_loop(self) -> None:
         while True:  # daemon thread: ends with the process (see _shutdown)
-            row = self._started_jobs.get()
-            try:
-                self._run_job(row)
-            except Exception:  # noqa: BLE001 - a bug of ours, not the handler's (_execute catches those)
-                # The thread stays for the next job; this one keeps its slot until the worker exits
-                # and hands it back.
-                self.log.exception("job_thread_error", job_id=row[0])
+            row: tuple | None = self._started_jobs.get()
+            while row is not None:
+                try:
+                    row = self._run_job(row)
+                except Exception:  # noqa: BLE001 - a bug of ours, not the handler's (_execute catches those)
+                    # The thread stays for the next job; this one keeps its slot until the worker exits
+                    # and hands it back.
+                    self.log.exception("job_thread_error", job_id=row[0])
+                    row = None
 
-    def _run_job(self, row: tuple) -> None:
-        """On a job thread: run the handler, free the slot and queue the report for the ledger."""
+    def _run_job(self, row: tuple) -> tuple | None:
+        """On a job thread: run the handler, free the slot, queue the report for the ledger; returns
+        the next waiting job, which this thread then runs (its slot taken)."""
+        # No fence stands between a frozen-and-thawed worker and a job the sweep gave to another
+        # worker meanwhile: this check, and the one on SIGCONT, are that fence.
+        self._exit_if_lease_may_be_lost("heartbeat_gap")
         failpoints.hit("after_start")
         report = self._execute(row)
         failpoints.hit("after_run")
@@ -306,83 +352,39 @@ class Worker:
             self._busy_slots -= 1
             self._reports.append(report)
             self._ledger_wake.notify()
+            return self._next_start()
 
-    # -- the ledger: every start fence and report, batched -----------------------------------------
+    # -- the ledger: every report, batched ---------------------------------------------------------
 
     def _ledger_loop(self) -> None:
         while True:  # daemon thread: ends with the process
-            reports, starts = self._next_ledger_batch()
-            applied, started = self._commit_ledger_batch(reports, starts)
-            if reports:
-                failpoints.hit("after_finish_commit")
-            for row in started.values():  # first: the handlers need not wait for the bookkeeping
-                self._started_jobs.put(row)
-            done = []
+            with self._lock:
+                while not self._reports:
+                    self._ledger_wake.wait()
+                reports, self._reports = self._reports, []
+            applied = self._commit_reports(reports)
+            failpoints.hit("after_finish_commit")
             for report in reports:
                 if applied.get(report["id"]) is None:
                     # Our attempt was taken from us (swept or handed back); its outcome no longer counts.
                     self.log.warning("report_rejected", job_id=report["id"], attempt=report["attempt"])
-                done.append(report["id"])
-            for job_id, _token in starts:
-                if job_id not in started:
-                    self.log.info("message_stale", job_id=job_id)
-                    done.append(job_id)
             with self._lock:
-                self._busy_slots -= len(starts) - len(started)
-                acks = [d for d in (self._done_with(job_id) for job_id in done) if d is not None]
-            self._consumer.ack_many(acks)
+                for report in reports:
+                    self._inflight.pop(report["id"], None)
 
-    def _done_with(self, job_id: int) -> amqp.Delivery | None:
-        """Forget a job (under _lock); its message, if that was the last of its jobs here."""
-        delivery = self._inflight.pop(job_id).delivery
-        self._open_jobs[delivery] -= 1
-        if self._open_jobs[delivery]:
-            return None
-        del self._open_jobs[delivery]
-        return delivery
-
-    def _next_ledger_batch(self) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-        """Wait for work; take every report and as many deliveries as there are free slots."""
-        with self._lock:
-            while not self._reports and not self._may_start():
-                self._ledger_wake.wait()
-            reports, self._reports = self._reports, []
-            starts = []
-            while self._may_start():
-                job_id = self._waiting.popleft()
-                flight = self._inflight[job_id]
-                # Taken under the lock _shutdown counts under: a stop either prevents this start or
-                # sees the slot taken and waits for the job.
-                flight.running = True
-                self._busy_slots += 1
-                starts.append((job_id, flight.token))
-            return reports, starts
-
-    def _may_start(self) -> bool:
-        return bool(self._waiting) and self._busy_slots < self.concurrency and not self._stop.is_set()
-
-    def _commit_ledger_batch(
-        self, reports: list[dict[str, Any]], starts: list[tuple[int, str]]
-    ) -> tuple[dict[int, str], dict[int, tuple]]:
-        """One statement, one transaction: ``lzq_finish_and_start`` (reports, then deliveries).
-
-        Returns (job id → new status of each report applied, job id → row of each job started).
-        Outages are waited out with backoff on a new connection: the function is idempotent for a
-        retry by the same worker.
-        """
-        deliveries = [{"id": job_id, "token": token} for job_id, token in starts]
+    def _commit_reports(self, reports: list[dict[str, Any]]) -> dict[int, str]:
+        """One statement, one transaction: ``lzq_finish``. Returns job id → new status of each
+        report applied. Outages are waited out with backoff on a new connection: the function is
+        idempotent for a retry by the same worker."""
         backoff = Backoff()
         while True:
             try:
                 if self._ledger_conn is None or self._ledger_conn.closed:
                     self._ledger_conn = db.connect(self.settings.dsn, application_name="lzq-worker-ledger")
                 rows = db.fetch(
-                    self._ledger_conn,
-                    "SELECT * FROM lzq_finish_and_start(%s, %s, %s)",
-                    (self.worker_id, db.json(reports), db.json(deliveries)),
+                    self._ledger_conn, "SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports))
                 )
-                applied = {row[0]: row[1] for row in rows if row[1] != "running"}
-                return applied, {row[0]: row for row in rows if row[1] == "running"}
+                return dict(rows)
             except db.TRANSIENT_ERRORS as exc:
                 delay = backoff.next_delay()
                 self.log.warning(
@@ -391,44 +393,30 @@ class Worker:
                 self._ledger_conn = None
                 time.sleep(delay)
             except Exception as exc:  # noqa: BLE001 - refused, not an outage: isolate the culprit
-                if len(reports) + len(starts) == 1:
-                    return self._refused(reports, starts, exc)
+                if len(reports) == 1:
+                    return self._refused(reports[0], exc)
                 applied: dict[int, str] = {}
-                started_rows: dict[int, tuple] = {}
                 for report in reports:
-                    applied |= self._commit_ledger_batch([report], [])[0]
-                for start in starts:
-                    started_rows |= self._commit_ledger_batch([], [start])[1]
-                return applied, started_rows
+                    applied |= self._commit_reports([report])
+                return applied
 
-    def _refused(
-        self, reports: list[dict[str, Any]], starts: list[tuple[int, str]], exc: Exception
-    ) -> tuple[dict[int, str], dict[int, tuple]]:
-        """PostgreSQL refused one job's report or start (a bug, or a report it cannot store).
+    def _refused(self, report: dict[str, Any], exc: Exception) -> dict[int, str]:
+        """PostgreSQL refused one job's report (a bug, or a report it cannot store).
 
-        A refused report is replaced by a plain ``failed`` one saying why, so the job ends and its
-        slot frees; if even that is refused the job stays running here until this worker exits and
-        hands it back. A refused start is dropped like a stale delivery: the dispatch lease
-        expires and the sweep makes the job ready again.
+        It is replaced by a plain ``failed`` one saying why, so the job ends and its slot frees; if
+        even that is refused the job stays running here until this worker exits and hands it back.
         """
         reason = first_line(exc)
-        if reports:
-            report = reports[0]
-            self.log.error("report_refused", job_id=report["id"], error=reason)
-            if not report.get("error", "").startswith(_REFUSED_REPORT):
-                substitute = {"id": report["id"], "attempt": report["attempt"], "outcome": "failed"}
-                substitute["error"] = (
-                    f"{_REFUSED_REPORT} ({reason}); the handler said: {report.get('error', '')}"
-                )
-                return self._commit_ledger_batch([_storable(substitute)], [])
-        else:
-            self.log.error("start_refused", job_id=starts[0][0], error=reason)
-        return {}, {}
+        self.log.error("report_refused", job_id=report["id"], error=reason)
+        if report.get("error", "").startswith(_REFUSED_REPORT):
+            return {}
+        substitute = {"id": report["id"], "attempt": report["attempt"], "outcome": "failed"}
+        substitute["error"] = f"{_REFUSED_REPORT} ({reason}); the handler said: {report.get('error', '')}"
+        return self._commit_reports([_storable(substitute)])
 
     def _execute(self, row: tuple) -> dict[str, Any]:
         (
             job_id,
-            _status,
             _token,
             job_name,
             params,
@@ -504,12 +492,6 @@ def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
-
-
-def _margin_or(settings: Settings, auto: int) -> int:
-    """The prefetch margin, or ``auto`` when the superqueuer sizes it (never above its maximum)."""
-    margin = settings.fixed_prefetch_margin
-    return auto if margin is None else margin
 
 
 def _storable(report: dict[str, Any]) -> dict[str, Any]:

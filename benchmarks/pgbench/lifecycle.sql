@@ -1,12 +1,11 @@
 -- pgbench: a job's whole life in SQL, :batch jobs at a time (run.py passes -D batch=N):
--- claim (superqueuer, asynchronous commit as lzq's superqueuer does), start fence, finish fence
--- (workers, each its own synchronous commit). No Python, no RabbitMQ: the SQL ceiling of a drain.
--- Needs a registered worker 'bench-worker' on queue default and a backlog of ready jobs (run.py).
+-- assignment (superqueuer: lzq_assign, whose commit is durable) and finish fence (worker, its own
+-- synchronous commit). No Python, no RabbitMQ: the SQL ceiling of a drain.
+-- Needs a registered worker 'bench-worker' with an inbox on queue default and a backlog of ready
+-- jobs (run.py).
 BEGIN;
 SET LOCAL synchronous_commit = off;
-SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'token', c.dispatch_token)), '[]') AS deliveries
-  FROM lzq_claim(:batch, 60, 1, 86400) AS c \gset
+SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'attempt', a.attempt, 'outcome', 'succeeded')), '[]') AS reports
+  FROM lzq_assign(:batch, 1, 86400) AS a \gset
 COMMIT;
-SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.id, 'attempt', s.attempt, 'outcome', 'succeeded')), '[]') AS reports
-  FROM lzq_start('bench-worker', ':deliveries'::jsonb) AS s \gset
 SELECT count(*) FROM lzq_finish('bench-worker', ':reports'::jsonb);

@@ -68,7 +68,7 @@ SCRIPTS = {
             1,
             defines=("batch=1",),
             backlog_per_s=3000,
-            description="claim, start, finish of 1 job, 3 commits (SQL only; meaningful at -c 1)",
+            description="assign, finish of 1 job, 2 commits (SQL only; meaningful at -c 1)",
         ),
         Script(
             "lifecycle_100",
@@ -76,7 +76,7 @@ SCRIPTS = {
             100,
             defines=("batch=100",),
             backlog_per_s=60000,
-            description="claim, start, finish of 100 jobs, 3 commits (SQL only; meaningful at -c 1)",
+            description="assign, finish of 100 jobs, 2 commits (SQL only; meaningful at -c 1)",
         ),
     )
 }
@@ -87,7 +87,7 @@ RATIOS = (
     ("push_many", "push"),
     ("lifecycle_100", "lifecycle_1"),
 )
-#: The worker the lifecycle scripts claim for, start and finish as (heartbeat refreshed per run).
+#: The worker the lifecycle scripts assign to and finish as (heartbeat refreshed per run).
 BENCH_WORKER = "bench-worker"
 
 
@@ -180,6 +180,7 @@ def reset(scratch: ScratchDatabase, script: Script, clients: int, seconds: int, 
             conn.execute(
                 "SELECT lzq_heartbeat(%s, 'pgbench', 0, '{default}', %s)", (BENCH_WORKER, batch * clients)
             )
+            conn.execute("SELECT lzq_worker_inbox(%s, 'pgbench-inbox')", (BENCH_WORKER,))
         if checkpoint:
             # Each run starts just after a checkpoint, so full-page writes weigh on all alike.
             conn.execute("CHECKPOINT")

@@ -46,7 +46,7 @@ LEGAL = {
     (None, "ready"), (None, "scheduled"), (None, "waiting"), (None, "cancelled"),
     ("waiting", "scheduled"), ("waiting", "ready"), ("waiting", "cancelled"), ("waiting", "failed"),
     ("scheduled", "ready"), ("scheduled", "waiting"), ("scheduled", "cancelled"),
-    ("ready", "dispatched"), ("ready", "waiting"), ("ready", "cancelled"),
+    ("ready", "dispatched"), ("ready", "running"), ("ready", "waiting"), ("ready", "cancelled"),
     ("dispatched", "running"), ("dispatched", "ready"), ("dispatched", "cancelled"),
     ("running", "succeeded"), ("running", "scheduled"), ("running", "ready"), ("running", "failed"),
 }  # fmt: skip

@@ -37,4 +37,4 @@ def test_benchmark_smoke_run_passes(script):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "!!!" not in result.stdout
     if "--hops" in options:
-        assert "hop: claimed -> started" in result.stdout
+        assert "hop: row -> assigned" in result.stdout

@@ -22,8 +22,10 @@ def finished_jobs(conn: psycopg.Connection, count: int, duration_s: float) -> No
 
 
 @pytest.mark.parametrize(("duration_s", "margin"), [(0.0001, 32), (0.05, 4), (2.0, 1)])
-def test_a_pass_sizes_the_margin_from_the_latest_durations_and_the_slots(settings, conn, duration_s, margin):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+def test_a_pass_sizes_the_margin_from_the_latest_durations_and_the_slots(
+    sql_worker, settings, conn, duration_s, margin
+):
+    sql_worker("w1", slots=8)
     finished_jobs(conn, 300, duration_s)
     conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 50),))
     superqueuer = Superqueuer(settings)
@@ -34,12 +36,12 @@ def test_a_pass_sizes_the_margin_from_the_latest_durations_and_the_slots(setting
         superqueuer.run_once()
     finally:
         superqueuer._close()
-    [(dispatched,)] = conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'dispatched'")
-    assert dispatched == 8 + margin  # slots plus margin, claimed and published by the two passes
+    [(assigned,)] = conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'running'")
+    assert assigned == 8 + margin  # slots plus margin, assigned and published by the two passes
 
 
-def test_a_fixed_margin_is_used_as_given(settings: Settings, conn):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+def test_a_fixed_margin_is_used_as_given(sql_worker, settings: Settings, conn):
+    sql_worker("w1", slots=8)
     finished_jobs(conn, 10, 0.0001)
     superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="2"))
     try:

@@ -40,9 +40,9 @@ def test_a_job_falling_due_between_promotions_is_promoted_at_the_next_one(
 
 
 def test_a_pass_publishes_what_it_claimed_before_it_promotes_and_claims_the_promoted_next(
-    settings: Settings, conn, monkeypatch
+    sql_worker, settings: Settings, conn, monkeypatch
 ):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+    sql_worker("w1", slots=8)
     [(due,)] = conn.execute(
         "SELECT lzq_push('later', '{}', jsonb_build_object('start_time', now() + interval '20 ms'))"
     )
@@ -53,7 +53,7 @@ def test_a_pass_publishes_what_it_claimed_before_it_promotes_and_claims_the_prom
     publish = superqueuer._publish
 
     def watch(claimed: list[tuple]) -> int:
-        published.append(([row[0] for row in claimed], status(conn, due)))
+        published.append(([row[1] for row in claimed], status(conn, due)))
         return publish(claimed)
 
     monkeypatch.setattr(superqueuer, "_publish", watch)
@@ -62,4 +62,4 @@ def test_a_pass_publishes_what_it_claimed_before_it_promotes_and_claims_the_prom
     finally:
         superqueuer._close()
     # The pushed job did not wait for the promotion: published first, on its own.
-    assert published == [([pushed], "scheduled"), ([due], "dispatched")]
+    assert published == [([pushed], "scheduled"), ([due], "running")]

@@ -24,25 +24,25 @@ def analyze_waiting(conn) -> int:
     ).fetchone()[0]
 
 
-def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(settings, conn, dsn):
+def test_dispatch_goes_on_while_the_upkeeps_analyze_waits(sql_worker, settings, conn, dsn):
     # Statistics far out of date, so the upkeep's first turn runs ANALYZE; another session holds a
     # lock that makes ANALYZE wait (SHARE UPDATE EXCLUSIVE, which pushes and claims do not need).
     conn.execute("SELECT lzq_push_many(%s)", (Jsonb([{"job_name": "noop"}] * 1500),))
     conn.execute("SELECT pg_stat_force_next_flush()")
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 10000)")
+    sql_worker("w1", slots=10000)
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE lzq_jobs IN SHARE UPDATE EXCLUSIVE MODE")
         with running(Superqueuer(settings)):
             wait_until(lambda: analyze_waiting(conn), 10, message="the upkeep's ANALYZE waiting for the lock")
-            # A job pushed now is dispatched while the ANALYZE still waits: the loop is not in it.
+            # A job pushed now is assigned while the ANALYZE still waits: the loop is not in it.
             [(job_id,)] = conn.execute("SELECT lzq_push('late')").fetchall()
             wait_until(
                 lambda: (
                     conn.execute("SELECT status FROM lzq_jobs WHERE id = %s", (job_id,)).fetchone()[0]
-                    == "dispatched"
+                    == "running"
                 ),
                 10,
-                message="the job pushed during the ANALYZE dispatched",
+                message="the job pushed during the ANALYZE assigned",
             )
             blocker.rollback()  # the ANALYZE goes through; the superqueuer then stops cleanly
             wait_until(
@@ -117,16 +117,16 @@ def status(conn, job_id: int) -> str:
     return conn.execute("SELECT status FROM lzq_jobs WHERE id = %s", (job_id,)).fetchone()[0]
 
 
-def test_dispatch_goes_on_while_the_upkeeps_sweep_waits(settings, conn, dsn):
+def test_dispatch_goes_on_while_the_upkeeps_sweep_waits(sql_worker, settings, conn, dsn):
     lost = job_of_a_dead_worker(conn)
     with psycopg.connect(dsn) as blocker:
         # The sweep locks the dead worker's job before moving it: make it wait there.
         blocker.execute("SELECT 1 FROM lzq_jobs WHERE id = %s FOR UPDATE", (lost,))
-        conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 8)")
+        sql_worker("w1", slots=8)
         with running(Superqueuer(settings)):
             wait_until(lambda: waiting_sweep(conn), 10, message="the upkeep's sweep waiting for the lock")
             [(job_id,)] = conn.execute("SELECT lzq_push('late')").fetchall()
-            wait_until(lambda: status(conn, job_id) == "dispatched", 10, message="the late job dispatched")
+            wait_until(lambda: status(conn, job_id) == "running", 10, message="the late job assigned")
             blocker.rollback()
             wait_until(lambda: status(conn, lost) == "ready", 10, message="the dead worker's job swept")
 

@@ -25,10 +25,8 @@ def status(conn, job_id: int) -> str:
     return conn.execute("SELECT status FROM lzq_jobs WHERE id = %s", (job_id,)).fetchone()[0]
 
 
-def start_and_finish(conn, job_id: int) -> None:
-    """What a worker does with a delivery, as SQL: the start fence, then a success report."""
-    [(token,)] = conn.execute("SELECT dispatch_token FROM lzq_jobs WHERE id = %s", (job_id,))
-    conn.execute("SELECT * FROM lzq_start('w1', %s)", (Jsonb([{"id": job_id, "token": str(token)}]),))
+def finish(conn, job_id: int) -> None:
+    """What a worker does with a job assigned to it, as SQL: its success report."""
     conn.execute(
         "SELECT * FROM lzq_finish('w1', %s)", (Jsonb([{"id": job_id, "attempt": 1, "outcome": "succeeded"}]),)
     )
@@ -47,37 +45,39 @@ def counting_claims(superqueuer: Superqueuer) -> list[float]:
     return times
 
 
-def test_a_slot_freed_while_nothing_is_ready_costs_no_claim(settings: Settings, conn):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 4)")
+def test_a_slot_freed_while_nothing_is_ready_costs_no_claim(sql_worker, settings: Settings, conn):
+    sql_worker("w1", slots=4)
     superqueuer = Superqueuer(dataclasses.replace(settings, **QUIET))
     claims = counting_claims(superqueuer)
     first = push(conn, "first")
     with running(superqueuer):
-        wait_until(lambda: status(conn, first) == "dispatched", 10, message="the first job dispatched")
+        wait_until(lambda: status(conn, first) == "running", 10, message="the first job assigned")
         wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
         before = len(claims)
-        start_and_finish(conn, first)  # NOTIFYs a freed slot: nothing is ready, so no pass
+        finish(conn, first)  # NOTIFYs a freed slot: nothing is ready, so no pass
         time.sleep(0.5)
         assert len(claims) == before
         second = push(conn, "second")  # ready work: a pass and its claim at once
-        wait_until(lambda: status(conn, second) == "dispatched", 3, message="the second job dispatched")
+        wait_until(lambda: status(conn, second) == "running", 3, message="the second job assigned")
         assert len(claims) > before
 
 
-def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(settings: Settings, conn):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 1)")  # one slot, no margin
+def test_a_slot_freed_while_a_job_waits_for_credit_is_claimed_at_once(sql_worker, settings: Settings, conn):
+    sql_worker("w1", slots=1)  # one slot, no margin
     superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="0", **QUIET))
     first, waiting = push(conn, "first"), push(conn, "waiting")
     with running(superqueuer):
-        wait_until(lambda: status(conn, first) == "dispatched", 10, message="the first job dispatched")
+        wait_until(lambda: status(conn, first) == "running", 10, message="the first job assigned")
         wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
         assert status(conn, waiting) == "ready"  # no credit for it
-        start_and_finish(conn, first)
-        wait_until(lambda: status(conn, waiting) == "dispatched", 3, message="the waiting job dispatched")
+        finish(conn, first)
+        wait_until(lambda: status(conn, waiting) == "running", 3, message="the waiting job assigned")
 
 
-def test_slots_freed_during_a_backlog_are_claimed_without_looking_each_time(settings: Settings, conn):
-    conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 1)")  # one slot, no margin
+def test_slots_freed_during_a_backlog_are_claimed_without_looking_each_time(
+    sql_worker, settings: Settings, conn
+):
+    sql_worker("w1", slots=1)  # one slot, no margin
     superqueuer = Superqueuer(dataclasses.replace(settings, prefetch_margin="0", **QUIET))
     looks = []
     fetch = superqueuer._fetch
@@ -91,10 +91,8 @@ def test_slots_freed_during_a_backlog_are_claimed_without_looking_each_time(sett
     jobs = [push(conn, f"job{i}") for i in range(5)]
     with running(superqueuer):
         for job_id in jobs:
-            wait_until(
-                lambda j=job_id: status(conn, j) == "dispatched", 10, message=f"job {job_id} dispatched"
-            )
-            start_and_finish(conn, job_id)  # frees the one slot: the next job waits for it
+            wait_until(lambda j=job_id: status(conn, j) == "running", 10, message=f"job {job_id} assigned")
+            finish(conn, job_id)  # frees the one slot: the next job waits for it
         wait_until(lambda: superqueuer._idle, 10, message="the superqueuer asleep")
     # The first freed slot is looked into; the next three go straight to a claim, which finds the
     # backlog still there; the last finds it empty (one more look, none after).

@@ -110,6 +110,23 @@ def claim(
     ).fetchall()
 
 
+def inbox(conn: Conn, worker_id: str = "w1", name: str | None = None) -> bool:
+    """lzq_worker_inbox: name the worker's inbox (default: "inbox-<worker_id>")."""
+    row = conn.execute(
+        "SELECT lzq_worker_inbox(%s, %s)", (worker_id, name or f"inbox-{worker_id}")
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def assign(conn: Conn, max_jobs: int = 100, margin_per_worker: int = 0, dead_after_s: int = 30) -> list[dict]:
+    """lzq_assign rows as dicts, in dispatch order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM lzq_assign(%s, %s, %s)", (max_jobs, margin_per_worker, dead_after_s)
+        ).fetchall()
+
+
 def claimed_ids(conn: Conn, max_jobs: int = 100) -> list[int]:
     """Ids lzq_claim dispatched (no slot margin), in dispatch order: it returns them in that order."""
     return [row[0] for row in claim(conn, max_jobs=max_jobs)]

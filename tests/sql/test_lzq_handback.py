@@ -41,12 +41,18 @@ def test_handback_of_a_running_job_by_its_worker_makes_it_ready_without_counting
     assert [r["attempt"] for r in start(conn, "w2", (job_id, new_token))] == [1]
 
 
-def test_handback_of_a_running_job_by_anyone_but_its_worker_is_ignored(conn):
+def test_handback_of_a_running_job_by_another_worker_is_ignored(conn):
     job_id, token = running_job(conn, "w1")
     assert handback(conn, "w2", (job_id, token)) == []
-    assert handback(conn, None, (job_id, token)) == []
     row = job(conn, job_id)
     assert (row["status"], row["attempts"], row["worker_id"]) == ("running", 1, "w1")
+
+
+def test_the_superqueuer_hands_back_an_assigned_job_nobody_received_without_counting_the_attempt(conn):
+    job_id, token = running_job(conn, "w1")  # an assignment is this state: running on w1, attempt 1
+    assert handback(conn, None, (job_id, token)) == [job_id]
+    row = job(conn, job_id)
+    assert (row["status"], row["attempts"], row["worker_id"]) == ("ready", 0, None)
 
 
 def test_handback_with_a_wrong_token_or_of_a_finished_job_is_ignored(conn):

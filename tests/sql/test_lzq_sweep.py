@@ -59,7 +59,7 @@ def test_sweep_treats_a_worker_as_dead_after_dead_after_s_or_when_its_row_is_gon
     slow, _ = running_job(conn, "w1")
     gone, _ = running_job(conn, "w2")
     conn.execute("UPDATE lzq_workers SET heartbeat_at = now() - interval '20 seconds' WHERE worker_id = 'w1'")
-    conn.execute("SELECT lzq_worker_exit('w2')")
+    conn.execute("DELETE FROM lzq_workers WHERE worker_id = 'w2'")  # forgotten, not exited cleanly
     assert sweep(conn, dead_after_s=30) == [(gone, "running", "ready")]
     assert sweep(conn, dead_after_s=10) == [(slow, "running", "ready")]
 

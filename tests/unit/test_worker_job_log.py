@@ -32,7 +32,7 @@ def _run(job_name: str, level: str, capsys) -> list[dict]:
     try:
         worker = Worker(Settings(), ["default"], concurrency=1, registry=registry)
         capsys.readouterr()
-        worker._execute((7, "running", "token", job_name, {}, "default", 0, job_name, 3, 1))
+        worker._execute((7, "token", job_name, {}, "default", 0, job_name, 3, 1))
         return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     finally:
         structlog.reset_defaults()  # as the other tests expect it
