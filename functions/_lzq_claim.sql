@@ -128,7 +128,8 @@ BEGIN
             END IF;
 
             RETURN QUERY
-            WITH credit AS (
+            -- Materialized: each worker's running jobs are counted once, not once per seat.
+            WITH credit AS MATERIALIZED (
                 SELECT w.worker_id, w.inbox,
                        w.slots + margin_per_worker
                          - (SELECT count(*) FROM lzq_jobs AS r
