@@ -287,3 +287,8 @@ ALTER TABLE lzq_jobs SET (
 ALTER TABLE lzq_workers ADD COLUMN IF NOT EXISTS inbox text;
 -- lzq_worker_exit returned nothing before; now the ids of the jobs it hands back.
 DROP FUNCTION IF EXISTS lzq_worker_exit(text);
+-- The worker's one-statement ledger (reports, then starts through the fence) went with the start
+-- fence; lzq_finish and lzq_start took back the bodies they shared with it.
+DROP FUNCTION IF EXISTS lzq_finish_and_start(text, jsonb, jsonb);
+DROP FUNCTION IF EXISTS _lzq_finish_locked(text, jsonb);
+DROP FUNCTION IF EXISTS _lzq_start_locked(text, jsonb);

@@ -1,5 +1,5 @@
 -- _lzq_stamp_ready(): trigger on lzq_jobs, before a row becomes ready. Gives the job its place in the
--- dispatch order, vtag, which lzq_claim reads in increasing order (lzq_jobs_dispatch_idx):
+-- dispatch order, vtag, which the claim (_lzq_claim) reads in increasing order (lzq_jobs_dispatch_idx):
 --   'fair' queues (the default): a virtual finish tag, start-time fair queueing over flows
 --     (queue_name, fairness_key, priority):
 --       vtag = greatest(queue vclock, the flow's largest ready vtag) + _lzq_cost(priority)

@@ -1,5 +1,5 @@
 -- _lzq_take_slots(job_id, limits): take one free slot of every limit_to of a job being claimed.
--- Called by lzq_claim, inside the claim transaction. limits: [{"key": ..., "count": n}, ...]; a job
+-- Called by _lzq_claim, inside the claim transaction. limits: [{"key": ..., "count": n}, ...]; a job
 -- may take slots 1..n of a key (slot rows are created on first use). Skips slot rows other
 -- transactions hold (FOR UPDATE SKIP LOCKED), so claims never wait on each other. Returns NULL when
 -- every limit had a slot, else the key of the first full limit, after giving back what it took.

@@ -1,7 +1,7 @@
 -- _lzq_wake_parked(limit_keys): make ready as many jobs parked on these limits as can use a slot.
 -- Called by _lzq_release_slots (slots just freed) and lzq_sweep (backstop). Per key: the free slots,
 -- minus the jobs already woken for it and not yet claimed (ready, still marked with
--- waiting_on_limit until lzq_claim takes them), is how many parked jobs to wake, in the dispatch
+-- waiting_on_limit until the claim takes them), is how many parked jobs to wake, in the dispatch
 -- order they had when they parked (their vtag, which they keep: see _lzq_stamp_ready); only jobs
 -- whose count reaches a free slot (a count-1 job cannot use slot 2).
 -- So repeated sweeps never flood the ready index with jobs that would only park again.

@@ -8,7 +8,9 @@ CREATE OR REPLACE FUNCTION lzq_assign(max_jobs integer, margin_per_worker intege
 RETURNS TABLE (id bigint, dispatch_token uuid, queue_name text, worker_id text, inbox text,
                job_name text, params jsonb, priority smallint, fairness_key text, max_failures integer,
                attempt integer)
-LANGUAGE sql AS $$
+LANGUAGE sql
+SET jit = off  -- as _lzq_claim's statements: this one call never pays for compiling
+AS $$
     SELECT * FROM _lzq_claim(max_jobs, 0, margin_per_worker, dead_after_s, true);
 $$;
 

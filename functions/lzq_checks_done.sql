@@ -3,7 +3,7 @@
 --   [{"id": 1, "outcome": "passed", "limits": [{"key": "pkg.Class|{...}", "count": 5}]},
 --    {"id": 2, "outcome": "not_ready"},
 --    {"id": 3, "outcome": "invalid", "error": "check '#nope': no such method"}]
--- passed: waiting -> ready, keeping the limit_to list for lzq_claim to enforce. not_ready: stays
+-- passed: waiting -> ready, keeping the limit_to list for the claim to enforce. not_ready: stays
 -- waiting, evaluated again after a backoff (0.5 s doubling to 30 s) or sooner when a job of its
 -- class finishes. invalid (a check that can never run): waiting -> failed, dependents cancelled.
 -- Only jobs still waiting on checks are touched (a cancelled one is left alone).

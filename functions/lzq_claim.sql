@@ -4,7 +4,9 @@
 CREATE OR REPLACE FUNCTION lzq_claim(max_jobs integer, lease_s integer DEFAULT 60,
                                      margin_per_worker integer DEFAULT 1, dead_after_s integer DEFAULT 30)
 RETURNS TABLE (id bigint, dispatch_token uuid, queue_name text)
-LANGUAGE sql AS $$
+LANGUAGE sql
+SET jit = off  -- as _lzq_claim's statements: this one call never pays for compiling
+AS $$
     SELECT c.id, c.dispatch_token, c.queue_name
       FROM _lzq_claim(max_jobs, lease_s, margin_per_worker, dead_after_s, false) AS c;
 $$;

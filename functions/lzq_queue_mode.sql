@@ -33,7 +33,7 @@ BEGIN
     IF coalesce(v_old, 'fair') = lzq_queue_mode.mode THEN
         RETURN lzq_queue_mode.mode;
     END IF;
-    -- The backlog's rows before the queue's row: lzq_claim locks in that order too (jobs, then its
+    -- The backlog's rows before the queue's row: the claim locks in that order too (jobs, then its
     -- clock), so a claim running meanwhile waits instead of deadlocking.
     SELECT array_agg(j.id ORDER BY j.vtag, j.priority, j.id) INTO v_ids
       FROM (SELECT j.id, j.vtag, j.priority FROM lzq_jobs AS j

@@ -35,12 +35,28 @@ def seeded(conn: psycopg.Connection) -> psycopg.Connection:
         SELECT 'later', 'later', 'scheduled', now() + interval '1 hour'
           FROM generate_series(1, {BACKLOG // 10});""")
     conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default,other}', 16)")
+    conn.execute("SELECT lzq_worker_inbox('w1', 'inbox-w1')")
     return conn
 
 
 def _no_seq_scan_of_jobs(plans: list[str]) -> None:
     offending = [p for p in plans if "Seq Scan on lzq_jobs" in p]
     assert not offending, "sequential scan of lzq_jobs:\n" + "\n---\n".join(offending)
+
+
+def test_assign_and_finish_use_indexes_only(seeded):
+    assigned, plans = explained(seeded, "SELECT id, attempt FROM lzq_assign(500)")
+    assert len(assigned) == 17  # 16 slots + 1 margin
+    _no_seq_scan_of_jobs(plans)
+    update = next(p for p in plans if p.startswith("duration") and "UPDATE lzq_jobs" in p and "running" in p)
+    assert "lzq_jobs_pkey" in update  # the assigned rows by primary key, not by rescanning the ready index
+
+    reports = Jsonb(
+        [{"id": job_id, "attempt": attempt, "outcome": "succeeded"} for job_id, attempt in assigned]
+    )
+    finished, plans = explained(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
+    assert len(finished) == 17
+    _no_seq_scan_of_jobs(plans)
 
 
 def test_claim_start_finish_use_indexes_only(seeded):
@@ -60,7 +76,7 @@ def test_claim_start_finish_use_indexes_only(seeded):
     _no_seq_scan_of_jobs(plans)
 
 
-def test_claim_start_finish_never_jit_compile(seeded):
+def test_assign_claim_start_finish_never_jit_compile(seeded):
     """Their statements run in well under a millisecond; compiling one with JIT takes tens (a generic
     plan over a big backlog costs past jit_above_cost: 20 ms per claim at 1M ready jobs). Here the
     session asks for JIT on every plan: the functions must still run theirs uncompiled."""
@@ -80,16 +96,14 @@ def test_claim_start_finish_never_jit_compile(seeded):
     started, start_plans = explained(seeded, "SELECT * FROM lzq_start('w1', %s)", (deliveries,))
     reports = Jsonb([{"id": row[0], "attempt": row[8], "outcome": "succeeded"} for row in started])
     _, finish_plans = explained(seeded, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
-    deliveries = Jsonb(
-        [{"id": i, "token": str(t)} for i, t, _ in seeded.execute("SELECT * FROM lzq_claim(1)")]
-    )
-    _, ledger_plans = explained(seeded, "SELECT * FROM lzq_finish_and_start('w1', '[]', %s)", (deliveries,))
+    seeded.execute("UPDATE lzq_jobs SET status = 'succeeded' WHERE status = 'running'")  # credit back
+    _, assign_plans = explained(seeded, "SELECT id FROM lzq_assign(500)")
     compiled = [
         p
         for p in nested(plans, "lzq_claim(")
         + nested(start_plans, "lzq_start(")
         + nested(finish_plans, "lzq_finish(")
-        + nested(ledger_plans, "lzq_finish_and_start(")
+        + nested(assign_plans, "lzq_assign(")
         if "JIT:" in p
     ]
     assert not compiled, "JIT-compiled:\n" + "\n---\n".join(compiled)
@@ -167,19 +181,16 @@ def test_plans_made_on_an_empty_table_still_use_indexes_once_it_grows(conn):
     of the empty table looked cheapest would read every row on every later call (0.2 ms per scan at
     1,000 rows, growing) until an ANALYZE happened to replace it."""
     conn.execute("SELECT lzq_heartbeat('w1', 'h', 1, '{default}', 16)")
+    conn.execute("SELECT lzq_worker_inbox('w1', 'inbox-w1')")
 
     def lifecycle() -> list[str]:
         plans = []
         [(job_id,)], found = explained(conn, "SELECT lzq_push('x', '{}', '{}')")
         plans += found
-        [(_, token, _)], found = explained(conn, "SELECT * FROM lzq_claim(500)")
+        [(attempt,)], found = explained(conn, "SELECT attempt FROM lzq_assign(500)")
         plans += found
-        deliveries = Jsonb([{"id": job_id, "token": str(token)}])
-        ledger = "SELECT * FROM lzq_finish_and_start('w1', %s, %s)"
-        [started], found = explained(conn, ledger, (Jsonb([]), deliveries))
-        plans += found
-        reports = Jsonb([{"id": job_id, "attempt": started[9], "outcome": "succeeded"}])
-        _, found = explained(conn, ledger, (reports, Jsonb([])))
+        reports = Jsonb([{"id": job_id, "attempt": attempt, "outcome": "succeeded"}])
+        _, found = explained(conn, "SELECT * FROM lzq_finish('w1', %s)", (reports,))
         plans += found
         for sql in ("SELECT * FROM lzq_promote(500)", "SELECT * FROM lzq_checks_due(100, 30)"):
             plans += explained(conn, sql)[1]
