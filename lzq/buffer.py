@@ -89,8 +89,7 @@ class Buffer:
 
         Connects to PostgreSQL before it takes any message: a buffer that cannot write holds none.
         """
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings.dsn, application_name="lzq-buffer")
+        self._conn = db.reopened(self._conn, self.settings.dsn, application_name="lzq-buffer")
         if not self._consumer.is_open:
             self._consumer.connect()
             self._pending.clear()  # deliveries of a closed channel are back in the queue

@@ -39,6 +39,14 @@ def connect(dsn: str, *, autocommit: bool = True, application_name: str = "lzq")
     return psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
 
 
+def reopened(conn: psycopg.Connection | None, dsn: str, *, application_name: str) -> psycopg.Connection:
+    """``conn`` if it is open, else a new connection (``connect``): how a daemon's long-lived
+    connection comes back after an outage closed it (or before its first use, when None)."""
+    if conn is not None and not conn.closed:
+        return conn
+    return connect(dsn, application_name=application_name)
+
+
 def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psycopg_pool.ConnectionPool:
     """An autocommit pool that checks connections idle for a second or more on checkout, so a
     restarted server is survived."""

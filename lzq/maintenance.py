@@ -248,8 +248,7 @@ class Upkeep:
 
         The first turn also warns (``autovacuum_off``) when autovacuum cannot vacuum lzq_jobs.
         """
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.dsn, application_name="lzq-superqueuer-upkeep")
+        self._conn = db.reopened(self._conn, self.dsn, application_name="lzq-superqueuer-upkeep")
         if not self._autovacuum_checked:
             on = autovacuum_on(self._conn)
             self._autovacuum_checked = True

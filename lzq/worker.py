@@ -140,8 +140,9 @@ class Worker:
         commits); then name our ``inbox``, if given. On the consuming thread: nothing is admitted
         meanwhile, so what we hold cannot change under the query but by reports."""
         self._next_reconcile_at = time.monotonic() + self.settings.heartbeat_s
-        if self._inbox_conn is None or self._inbox_conn.closed:
-            self._inbox_conn = db.connect(self.settings.dsn, application_name="lzq-worker-inbox")
+        self._inbox_conn = db.reopened(
+            self._inbox_conn, self.settings.dsn, application_name="lzq-worker-inbox"
+        )
         with self._lock:
             held = [flight.token for flight in self._inflight.values()]
         lost = db.fetch(
@@ -239,15 +240,13 @@ class Worker:
 
     # -- heartbeat ---------------------------------------------------------------------------------
 
-    def _heartbeat_db(self) -> Any:
-        if self._heartbeat_conn is None or self._heartbeat_conn.closed:
-            self._heartbeat_conn = db.connect(self.settings.dsn, application_name="lzq-worker-heartbeat")
-        return self._heartbeat_conn
-
     def _heartbeat(self) -> bool:
         """Register or heartbeat; True if the row had to be (re)created."""
+        self._heartbeat_conn = db.reopened(
+            self._heartbeat_conn, self.settings.dsn, application_name="lzq-worker-heartbeat"
+        )
         rows = db.fetch(
-            self._heartbeat_db(),
+            self._heartbeat_conn,
             "SELECT lzq_heartbeat(%s, %s, %s, %s, %s, %s)",
             (
                 self.worker_id,
@@ -379,8 +378,9 @@ class Worker:
         backoff = Backoff()
         while True:
             try:
-                if self._ledger_conn is None or self._ledger_conn.closed:
-                    self._ledger_conn = db.connect(self.settings.dsn, application_name="lzq-worker-ledger")
+                self._ledger_conn = db.reopened(
+                    self._ledger_conn, self.settings.dsn, application_name="lzq-worker-ledger"
+                )
                 rows = db.fetch(
                     self._ledger_conn, "SELECT * FROM lzq_finish(%s, %s)", (self.worker_id, db.json(reports))
                 )
