@@ -16,8 +16,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import pika
-import pika.exceptions
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -197,21 +195,6 @@ def print_environment(dsn: str | None) -> None:
 def new_amqp_prefix() -> str:
     """A RabbitMQ queue prefix of this run's own (LZQ_AMQP_PREFIX), so runs never share queues."""
     return f"lzqbench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def delete_amqp_queues(prefix: str, queue_names: Iterable[str] = ("default",)) -> None:
-    """Delete ``<prefix>.<queue>`` for each lzq queue (missing queues are fine)."""
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        for name in queue_names:
-            channel = connection.channel()
-            try:
-                channel.queue_delete(f"{prefix}.{name}")
-                channel.close()
-            except pika.exceptions.ChannelClosedByBroker:
-                pass
-    finally:
-        connection.close()
 
 
 # -- daemons ---------------------------------------------------------------------------------------

@@ -55,7 +55,6 @@ from benchmarks._common import (
     Daemons,
     ScratchDatabase,
     add_dsn_option,
-    delete_amqp_queues,
     new_amqp_prefix,
     percentile,
     print_environment,
@@ -120,7 +119,6 @@ class Run:
         self.client.close()
         self.conn.close()
         self.scratch.__exit__(*exc)
-        delete_amqp_queues(self.prefix)
 
     def push(self, jobs: list[tuple], batch: int = 5000) -> None:
         for first in range(0, len(jobs), batch):

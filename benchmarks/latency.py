@@ -62,7 +62,6 @@ from benchmarks._common import (  # noqa: E402
     add_dsn_option,
     add_prefetch_margin_option,
     daemon_settings,
-    delete_amqp_queues,
     describe_margin,
     median,
     new_amqp_prefix,
@@ -203,69 +202,64 @@ def measure_rate(args: argparse.Namespace, rate: float, index: int) -> RateResul
     warmup, count = round(rate * args.warmup_s), max(1, round(rate * args.duration_s))
     prefix = new_amqp_prefix()
     settings = daemon_settings(args)
-    try:
-        with (
-            ScratchDatabase(args.dsn) as scratch,
-            scratch.connect() as conn,
-            Workers() as recorder,  # only its report directory: the daemons are ours
-            Daemons(scratch.dsn, prefix, app=APP, settings=settings) as daemons,
-            Client(dsn=scratch.dsn) as client,
-        ):
-            daemons.env[DIR_ENV] = str(recorder.dir)
-            if args.hops:
-                conn.execute(_HOPS_DDL)
-            daemons.start_superqueuer()
-            for _ in range(args.workers):
-                daemons.start_worker(args.concurrency)
+    with (
+        ScratchDatabase(args.dsn) as scratch,
+        scratch.connect() as conn,
+        Workers() as recorder,  # only its report directory: the daemons are ours
+        Daemons(scratch.dsn, prefix, app=APP, settings=settings) as daemons,
+        Client(dsn=scratch.dsn) as client,
+    ):
+        daemons.env[DIR_ENV] = str(recorder.dir)
+        if args.hops:
+            conn.execute(_HOPS_DDL)
+        daemons.start_superqueuer()
+        for _ in range(args.workers):
+            daemons.start_worker(args.concurrency)
 
-            def scalar(sql: str, *params: object) -> int:
-                return conn.execute(sql, params).fetchone()[0]
+        def scalar(sql: str, *params: object) -> int:
+            return conn.execute(sql, params).fetchone()[0]
 
-            # Ready: every worker registered and one job went all the way through.
-            primer = client.push("noop", {})
-            wait_until(
-                "start-up",
-                lambda: (
-                    scalar("SELECT count(*) FROM lzq_workers") >= args.workers
-                    and scalar(
-                        "SELECT count(*) FROM lzq_jobs WHERE id = %s AND status = 'succeeded'", primer.id
-                    )
-                ),
-                daemons,
-                args.stall_s,
+        # Ready: every worker registered and one job went all the way through.
+        primer = client.push("noop", {})
+        wait_until(
+            "start-up",
+            lambda: (
+                scalar("SELECT count(*) FROM lzq_workers") >= args.workers
+                and scalar("SELECT count(*) FROM lzq_jobs WHERE id = %s AND status = 'succeeded'", primer.id)
+            ),
+            daemons,
+            args.stall_s,
+        )
+        first_id, last_id, lags, achieved = push_on_schedule(client, rate, warmup, count)
+
+        def handler_latencies() -> list[float]:
+            return [x for report in recorder.reports() for x in report["latencies"]]
+
+        def done() -> int:
+            return scalar(
+                "SELECT count(*) FROM lzq_jobs WHERE id BETWEEN %s AND %s AND status = 'succeeded'",
+                first_id,
+                last_id,
             )
-            first_id, last_id, lags, achieved = push_on_schedule(client, rate, warmup, count)
 
-            def handler_latencies() -> list[float]:
-                return [x for report in recorder.reports() for x in report["latencies"]]
-
-            def done() -> int:
-                return scalar(
-                    "SELECT count(*) FROM lzq_jobs WHERE id BETWEEN %s AND %s AND status = 'succeeded'",
-                    first_id,
-                    last_id,
-                )
-
-            wait_until(
-                f"{rate:g}/s",
-                lambda: done() >= count and len(handler_latencies()) >= count,
-                daemons,
-                args.stall_s,
-                progress=lambda: (done(), len(handler_latencies())),
-            )
-            time.sleep(FLUSH_S * 3)  # the recorders' last flush
-            handler = handler_latencies()
-            rows = conn.execute(
-                """SELECT status, attempts, extract(epoch FROM started_at - created_at)::float8,
-                          extract(epoch FROM finished_at - created_at)::float8
-                     FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
-                (first_id, last_id),
-            ).fetchall()
-            hops = hop_stats(conn, first_id, last_id) if args.hops else {}
-            loadavg = os.getloadavg()[0]
-            codes = daemons.stop()
-    finally:
-        delete_amqp_queues(prefix)
+        wait_until(
+            f"{rate:g}/s",
+            lambda: done() >= count and len(handler_latencies()) >= count,
+            daemons,
+            args.stall_s,
+            progress=lambda: (done(), len(handler_latencies())),
+        )
+        time.sleep(FLUSH_S * 3)  # the recorders' last flush
+        handler = handler_latencies()
+        rows = conn.execute(
+            """SELECT status, attempts, extract(epoch FROM started_at - created_at)::float8,
+                      extract(epoch FROM finished_at - created_at)::float8
+                 FROM lzq_jobs WHERE id BETWEEN %s AND %s""",
+            (first_id, last_id),
+        ).fetchall()
+        hops = hop_stats(conn, first_id, last_id) if args.hops else {}
+        loadavg = os.getloadavg()[0]
+        codes = daemons.stop()
     bad = [(status, attempts) for status, attempts, _, _ in rows if (status, attempts) != ("succeeded", 1)]
     if len(rows) != count or bad or len(handler) != count:
         say(

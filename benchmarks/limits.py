@@ -21,7 +21,6 @@ from benchmarks._common import (
     Daemons,
     ScratchDatabase,
     add_dsn_option,
-    delete_amqp_queues,
     median,
     new_amqp_prefix,
     print_environment,
@@ -51,45 +50,42 @@ _CONCURRENCY = """
 
 def run_once(args: argparse.Namespace, index: int) -> dict[str, float]:
     prefix = new_amqp_prefix()
-    try:
-        with ScratchDatabase(args.dsn) as scratch, scratch.connect() as conn:
-            conn.execute(
-                """CREATE TABLE bench_runs (run_id bigserial PRIMARY KEY, job_id bigint, bucket text,
-                   started_at timestamptz NOT NULL DEFAULT clock_timestamp(), finished_at timestamptz)"""
+    with ScratchDatabase(args.dsn) as scratch, scratch.connect() as conn:
+        conn.execute(
+            """CREATE TABLE bench_runs (run_id bigserial PRIMARY KEY, job_id bigint, bucket text,
+               started_at timestamptz NOT NULL DEFAULT clock_timestamp(), finished_at timestamptz)"""
+        )
+        with Client(dsn=scratch.dsn) as client:
+            client.queue_mode("default", args.queue_mode)
+            client.push_many(
+                [
+                    (
+                        JOB,
+                        {"bucket": "abc"[i % 3], "sleep_s": args.sleep_s},
+                        {"depends_on": ["#is_ready_to_run"]},
+                    )
+                    for i in range(args.jobs)
+                ]
             )
-            with Client(dsn=scratch.dsn) as client:
-                client.queue_mode("default", args.queue_mode)
-                client.push_many(
-                    [
-                        (
-                            JOB,
-                            {"bucket": "abc"[i % 3], "sleep_s": args.sleep_s},
-                            {"depends_on": ["#is_ready_to_run"]},
-                        )
-                        for i in range(args.jobs)
-                    ]
-                )
-            with Daemons(scratch.dsn, prefix, app="benchmarks.limited") as daemons:
-                daemons.start_superqueuer()
-                daemons.start_superqueuer()
-                daemons.start_worker(6)
-                daemons.start_worker(6)
-                deadline = time.monotonic() + args.timeout_s
-                while (
-                    conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'succeeded'").fetchone()[0]
-                    < args.jobs
-                ):
-                    if time.monotonic() > deadline or daemons.dead():
-                        statuses = conn.execute("SELECT status, count(*) FROM lzq_jobs GROUP BY 1").fetchall()
-                        say(f"!!! not finished: {statuses}")
-                        return {}
-                    time.sleep(0.2)
-                codes = daemons.stop()
-            overall_max, overall_avg = conn.execute(_CONCURRENCY, {"bucket": None}).fetchone()
-            bucket_max = max(conn.execute(_CONCURRENCY, {"bucket": b}).fetchone()[0] for b in "abc")
-            runs = conn.execute("SELECT count(*), count(DISTINCT job_id) FROM bench_runs").fetchone()
-    finally:
-        delete_amqp_queues(prefix)
+        with Daemons(scratch.dsn, prefix, app="benchmarks.limited") as daemons:
+            daemons.start_superqueuer()
+            daemons.start_superqueuer()
+            daemons.start_worker(6)
+            daemons.start_worker(6)
+            deadline = time.monotonic() + args.timeout_s
+            while (
+                conn.execute("SELECT count(*) FROM lzq_jobs WHERE status = 'succeeded'").fetchone()[0]
+                < args.jobs
+            ):
+                if time.monotonic() > deadline or daemons.dead():
+                    statuses = conn.execute("SELECT status, count(*) FROM lzq_jobs GROUP BY 1").fetchall()
+                    say(f"!!! not finished: {statuses}")
+                    return {}
+                time.sleep(0.2)
+            codes = daemons.stop()
+        overall_max, overall_avg = conn.execute(_CONCURRENCY, {"bucket": None}).fetchone()
+        bucket_max = max(conn.execute(_CONCURRENCY, {"bucket": b}).fetchone()[0] for b in "abc")
+        runs = conn.execute("SELECT count(*), count(DISTINCT job_id) FROM bench_runs").fetchone()
     result = {
         "overall_max": overall_max,
         "bucket_max": bucket_max,

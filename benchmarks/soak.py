@@ -75,7 +75,6 @@ from benchmarks._common import (  # noqa: E402
     Daemons,
     ScratchDatabase,
     add_dsn_option,
-    delete_amqp_queues,
     fmt_rate,
     new_amqp_prefix,
     print_environment,
@@ -225,53 +224,48 @@ def short(name: str) -> str:
 def soak(args: argparse.Namespace) -> int:
     """The whole run; returns the exit code."""
     prefix = new_amqp_prefix()
-    try:
-        with (
-            ScratchDatabase(args.dsn) as scratch,
-            scratch.connect() as admin,
-            Daemons(scratch.dsn, prefix, settings={"retention": args.retention}) as daemons,
-            Client(dsn=scratch.dsn) as client,
-        ):
-            say(f"database {scratch.name}, RabbitMQ prefix {prefix}")
-            vacuum_s = math.inf
-            if maintenance.autovacuum_on(admin):
-                say("autovacuum is on: no stand-in VACUUM")
-            elif args.no_vacuum:
-                say("autovacuum is OFF for lzq_jobs and --no-vacuum: lzq_jobs is never vacuumed")
-            else:
-                vacuum_s = args.vacuum_s
-                say(
-                    f"autovacuum is OFF for lzq_jobs (a production server has it on): this script "
-                    f"runs VACUUM (ANALYZE) lzq_jobs every {args.vacuum_s:g} s as a stand-in"
-                )
-            daemons.start_superqueuer()
-            for _ in range(args.workers):
-                daemons.start_worker(args.concurrency)
-            wait_for_daemons(admin, daemons, args)
-            t0 = time.perf_counter()
-            producer = Producer(client, args.jobs, args.rate, args.batch, t0)
-            sampler = Sampler(scratch.dsn, producer, daemons, t0)
-            try:
-                samples, vacuums = run_loop(args, producer, sampler, admin, daemons, vacuum_s)
-            finally:
-                producer.stop()
-                producer.join(timeout=30)
-                sampler.close()
-            cpu = {name: process_cpu_s(pid) for name, pid in daemons.pids().items()}
-            codes = daemons.stop()
-            events = bad_events(daemons)
-            for name in codes:
-                tail = daemons.log_tail(name, lines=5)
-                if tail.strip():
-                    say(f"  note: {name} logged warnings/errors (log level warning), last lines:\n{tail}")
-            bad_exits = {name: code for name, code in codes.items() if code != 0}
-            if bad_exits:
-                raise BenchmarkFailed(
-                    f"daemons did not stop cleanly: {bad_exits} (logs in {daemons.log_dir})"
-                )
-            verify(admin, producer, args.jobs, events)
-    finally:
-        delete_amqp_queues(prefix)
+    with (
+        ScratchDatabase(args.dsn) as scratch,
+        scratch.connect() as admin,
+        Daemons(scratch.dsn, prefix, settings={"retention": args.retention}) as daemons,
+        Client(dsn=scratch.dsn) as client,
+    ):
+        say(f"database {scratch.name}, RabbitMQ prefix {prefix}")
+        vacuum_s = math.inf
+        if maintenance.autovacuum_on(admin):
+            say("autovacuum is on: no stand-in VACUUM")
+        elif args.no_vacuum:
+            say("autovacuum is OFF for lzq_jobs and --no-vacuum: lzq_jobs is never vacuumed")
+        else:
+            vacuum_s = args.vacuum_s
+            say(
+                f"autovacuum is OFF for lzq_jobs (a production server has it on): this script "
+                f"runs VACUUM (ANALYZE) lzq_jobs every {args.vacuum_s:g} s as a stand-in"
+            )
+        daemons.start_superqueuer()
+        for _ in range(args.workers):
+            daemons.start_worker(args.concurrency)
+        wait_for_daemons(admin, daemons, args)
+        t0 = time.perf_counter()
+        producer = Producer(client, args.jobs, args.rate, args.batch, t0)
+        sampler = Sampler(scratch.dsn, producer, daemons, t0)
+        try:
+            samples, vacuums = run_loop(args, producer, sampler, admin, daemons, vacuum_s)
+        finally:
+            producer.stop()
+            producer.join(timeout=30)
+            sampler.close()
+        cpu = {name: process_cpu_s(pid) for name, pid in daemons.pids().items()}
+        codes = daemons.stop()
+        events = bad_events(daemons)
+        for name in codes:
+            tail = daemons.log_tail(name, lines=5)
+            if tail.strip():
+                say(f"  note: {name} logged warnings/errors (log level warning), last lines:\n{tail}")
+        bad_exits = {name: code for name, code in codes.items() if code != 0}
+        if bad_exits:
+            raise BenchmarkFailed(f"daemons did not stop cleanly: {bad_exits} (logs in {daemons.log_dir})")
+        verify(admin, producer, args.jobs, events)
     summarize(args, producer, samples, vacuums, cpu)
     return 0
 

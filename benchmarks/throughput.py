@@ -31,7 +31,6 @@ from benchmarks._common import (  # noqa: E402
     add_prefetch_margin_option,
     cpu_by_command,
     daemon_settings,
-    delete_amqp_queues,
     describe_margin,
     fmt_rate,
     median,
@@ -193,25 +192,22 @@ def verify(scratch: ScratchDatabase, expected: int) -> float:
 def run_once(args: argparse.Namespace, index: int) -> RunResult:
     """One run on a fresh database: enqueue rates, then the drain, then verification."""
     prefix = new_amqp_prefix()
-    try:
-        with ScratchDatabase(args.dsn) as scratch:
-            tracked = not args.no_function_stats and scratch.track_functions()
-            say(f"  run {index}: database {scratch.name}, RabbitMQ prefix {prefix}")
-            with Client(dsn=scratch.dsn) as client:
-                client.push("noop", {})  # open the pool outside the timing
-                push_rate = measure_push(client, args.push_jobs)
-                # Same again while a superqueuer says it sleeps on LISTEN: each push then NOTIFYs.
-                with scratch.connect() as conn:
-                    conn.execute("SELECT lzq_superqueuer_idle('bench-fake-idle', true)")
-                    notify_rate = measure_push(client, args.push_jobs // 2)
-                    conn.execute("DELETE FROM lzq_superqueuers")
-                    conn.execute("TRUNCATE lzq_jobs CASCADE")  # also lzq_dependencies
-                push_many_rate = measure_push_many(client, args.jobs, args.batch)
-            wall_s, cpu = drain(scratch, prefix, args, index)
-            db_s = verify(scratch, args.jobs)
-            functions = scratch.function_stats() if tracked else {}
-    finally:
-        delete_amqp_queues(prefix)
+    with ScratchDatabase(args.dsn) as scratch:
+        tracked = not args.no_function_stats and scratch.track_functions()
+        say(f"  run {index}: database {scratch.name}, RabbitMQ prefix {prefix}")
+        with Client(dsn=scratch.dsn) as client:
+            client.push("noop", {})  # open the pool outside the timing
+            push_rate = measure_push(client, args.push_jobs)
+            # Same again while a superqueuer says it sleeps on LISTEN: each push then NOTIFYs.
+            with scratch.connect() as conn:
+                conn.execute("SELECT lzq_superqueuer_idle('bench-fake-idle', true)")
+                notify_rate = measure_push(client, args.push_jobs // 2)
+                conn.execute("DELETE FROM lzq_superqueuers")
+                conn.execute("TRUNCATE lzq_jobs CASCADE")  # also lzq_dependencies
+            push_many_rate = measure_push_many(client, args.jobs, args.batch)
+        wall_s, cpu = drain(scratch, prefix, args, index)
+        db_s = verify(scratch, args.jobs)
+        functions = scratch.function_stats() if tracked else {}
     result = RunResult(push_rate, notify_rate, push_many_rate, wall_s, db_s, cpu, functions)
     say(
         f"  run {index}: drain {fmt_rate(args.jobs / db_s)} jobs/s first start -> last finish "

@@ -20,35 +20,32 @@ def noop(params, options):
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    from benchmarks._common import Daemons, delete_amqp_queues
+    from benchmarks._common import Daemons
     from benchmarks.peers._base import Scenarios, Workers, scratch_database
     from lzq import schema
     from lzq.client import Client
 
     prefix = f"lzqpeer-{args.name}"
-    try:
-        with scratch_database(args.dsn, args.name) as dsn:
-            schema.migrate(dsn)
-            with Client(dsn=dsn) as client:
+    with scratch_database(args.dsn, args.name) as dsn:
+        schema.migrate(dsn)
+        with Client(dsn=dsn) as client:
 
-                def start_workers(workers: Workers) -> None:
-                    daemons = Daemons(dsn, prefix, app="benchmarks.peers.lzq_peer")
-                    daemons.env.update(workers.env)
-                    daemons.env["LZQ_AMQP_URL"] = args.amqp_url
-                    daemons.log_dir.rmdir()  # log next to the workers' reports instead
-                    daemons.log_dir = workers.dir
-                    daemons.start_superqueuer()
-                    for _ in range(args.workers):
-                        daemons.start_worker(args.concurrency)
-                    workers.procs.extend(proc for _, proc in daemons.procs)
+            def start_workers(workers: Workers) -> None:
+                daemons = Daemons(dsn, prefix, app="benchmarks.peers.lzq_peer")
+                daemons.env.update(workers.env)
+                daemons.env["LZQ_AMQP_URL"] = args.amqp_url
+                daemons.log_dir.rmdir()  # log next to the workers' reports instead
+                daemons.log_dir = workers.dir
+                daemons.start_superqueuer()
+                for _ in range(args.workers):
+                    daemons.start_worker(args.concurrency)
+                workers.procs.extend(proc for _, proc in daemons.procs)
 
-                return await Scenarios(args).run(
-                    lambda p: client.push("noop", p),
-                    lambda batch: client.push_many([("noop", p) for p in batch]),
-                    start_workers,
-                )
-    finally:
-        delete_amqp_queues(prefix)
+            return await Scenarios(args).run(
+                lambda p: client.push("noop", p),
+                lambda batch: client.push_many([("noop", p) for p in batch]),
+                start_workers,
+            )
 
 
 if __name__ == "__main__":
