@@ -9,6 +9,7 @@ a late write of the frozen run fails instead of overlapping the new run.
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -16,6 +17,25 @@ from tests.conftest import wait_until
 from tests.e2e.conftest import overlapping_runs, status_counts
 
 pytestmark = pytest.mark.e2e
+
+
+_OPEN_TRANSACTIONS = """
+    SELECT count(*) FROM pg_stat_activity
+     WHERE datname = current_database() AND state LIKE 'idle in transaction%'"""
+
+
+def freeze_outside_a_transaction(proc, conn) -> None:
+    """SIGSTOP, but not while a handler holds its fence (an open transaction with the job's row
+    FOR SHARE): frozen there, it would block the sweep for as long as it stays frozen, by design,
+    and this test would wait for a hand-over that cannot come. Thawed and tried again if so."""
+    for _ in range(50):
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.1)  # a statement the server was running ends; its transaction stays open
+        if conn.execute(_OPEN_TRANSACTIONS).fetchone()[0] == 0:
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("could not freeze the worker outside a fenced transaction")
 
 
 def test_a_worker_frozen_past_its_lease_exits_when_it_thaws(daemons, client, runs_table):
@@ -28,7 +48,7 @@ def test_a_worker_frozen_past_its_lease_exits_when_it_thaws(daemons, client, run
         message="both jobs to start on the first worker",
     )
 
-    frozen.send_signal(signal.SIGSTOP)
+    freeze_outside_a_transaction(frozen, runs_table)
     frozen_at = runs_table.execute("SELECT clock_timestamp()").fetchone()[0]
     daemons.worker(2)
     # Past worker_dead_after_s (3 s in tests) the sweep gives its jobs to the other worker.
