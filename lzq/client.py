@@ -163,28 +163,24 @@ class Client:
         on its own, and SQL-side errors reject only the push they concern.
         """
         buffered = _buffered(via, conn)
-        batch = []
-        for index, job in enumerate(jobs):
-            if isinstance(job, Mapping):
-                name, params, opts = job.get("job_name"), job.get("job_params"), job.get("job_options")
-            elif isinstance(job, Sequence) and not isinstance(job, str) and 1 <= len(job) <= 3:
-                name, params, opts = (*job, None, None)[:3]
-            else:
-                raise InvalidArgument(
-                    f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)"
-                )
-            try:
-                name, params, opts = _prepare(name, params, opts, {})
-                if buffered:
-                    _check_storable(params, opts)
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"jobs[{index}].{exc.field}", f"jobs[{index}]: {exc}") from None
-            batch.append(_push_json(name, params, opts))
-        if not batch:
+        parts = [_job_parts(index, job) for index, job in enumerate(jobs)]
+        if not parts:
             return []
-        if buffered:
-            return self._publish_buffered(batch)
-        rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s::jsonb)", ("[" + ",".join(batch) + "]",))
+        batch_json = None if buffered else _plain_batch(parts)
+        if batch_json is None:
+            batch = []
+            for index, (name, params, opts) in enumerate(parts):
+                try:
+                    name, params, opts = _prepare(name, params, opts, {})
+                    if buffered:
+                        _check_storable(params, opts)
+                except InvalidArgument as exc:
+                    raise InvalidArgument(f"jobs[{index}].{exc.field}", f"jobs[{index}]: {exc}") from None
+                batch.append(_push_json(name, params, opts))
+            if buffered:
+                return self._publish_buffered(batch)
+            batch_json = "[" + ",".join(batch) + "]"
+        rows = self._fetch(conn, "SELECT * FROM lzq_push_many(%s::jsonb)", (batch_json,))
         return [JobRef(row[0]) for row in rows]
 
     # -- recurring jobs ------------------------------------------------------------------------------
@@ -388,6 +384,32 @@ def _prepare(
     if job_params is None:
         job_params = {}
     return name, _json_text(job_params, "job_params"), _json_text(options, "job_options")
+
+
+def _job_parts(index: int, job: Any) -> tuple[Any, Any, Any]:
+    """(job_name, job_params, job_options) of one element of push_many's ``jobs``."""
+    if isinstance(job, Mapping):
+        return job.get("job_name"), job.get("job_params"), job.get("job_options")
+    if isinstance(job, Sequence) and not isinstance(job, str) and 1 <= len(job) <= 3:
+        return (*job, None, None)[:3]
+    raise InvalidArgument(f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)")
+
+
+def _plain_batch(parts: list[tuple[Any, Any, Any]]) -> str | None:
+    """The JSON lzq_push_many takes for a batch of jobs that all have a str name and no options,
+    in one encoder call (a third of push_many's time for 1,000 jobs went to encoding them one by
+    one); None for any other batch, or one JSON cannot carry, which takes the per-job path (the
+    path that names a bad field). Params' types are left to SQL, as on that path."""
+    if not all(type(name) is str and (opts is None or opts == {}) for name, _, opts in parts):
+        return None
+    try:
+        return json.dumps(
+            [{"job_name": name, "job_params": params} for name, params, _ in parts],
+            allow_nan=False,
+            separators=(",", ":"),
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def _dependencies(job_name: str, depends_on: Any) -> list[int | str]:

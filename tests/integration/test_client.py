@@ -186,6 +186,31 @@ def test_push_many_returns_refs_in_input_order(client: Client, conn: psycopg.Con
     assert [ref.id for ref in refs] == sorted(ref.id for ref in refs)
 
 
+def test_push_many_of_jobs_without_options_takes_every_form(client: Client, conn: psycopg.Connection) -> None:
+    # All names plain strings and no options: the batch is encoded in one call (client._plain_batch).
+    refs = client.push_many(
+        [("a", {"n": 1}), {"job_name": "b"}, ("c",), ["d", None, {}], ("e", {"n": 5}, None)]
+    )
+
+    assert [row(conn, ref)[:4] for ref in refs] == [
+        ("a", {"n": 1}, "default", 0),
+        ("b", {}, "default", 0),
+        ("c", {}, "default", 0),
+        ("d", {}, "default", 0),
+        ("e", {"n": 5}, "default", 0),
+    ]
+    assert [ref.id for ref in refs] == sorted(ref.id for ref in refs)
+
+
+def test_push_many_without_options_still_names_bad_params(empty_db: EmptyDb) -> None:
+    client, conn = empty_db
+    with pytest.raises(InvalidArgument) as excinfo:
+        client.push_many([("ok", {}), ("ok", {}), ("bad", [1, 2])])
+
+    assert excinfo.value.field == "jobs[2].job_params"
+    assert count(conn) == 0
+
+
 def test_push_many_of_nothing_returns_nothing(client: Client, conn: psycopg.Connection) -> None:
     assert client.push_many([]) == []
     assert count(conn) == 0
