@@ -1,6 +1,8 @@
 """lzq against its peers (Procrastinate, PgQueuer, Celery, Dramatiq): the same scenarios, one table.
+Celery and Dramatiq run twice: as they come (publishes without confirms) and with publisher confirms
+on (``celery-confirm``, ``dramatiq-confirm``), the durability lzq's enqueue always has.
 
-    python benchmarks/peers.py                         # all systems, 20000-job drain, 3 runs (~10 min)
+    python benchmarks/peers.py                         # all systems, 20000-job drain, 3 runs (~15 min)
     python benchmarks/peers.py --smoke                 # tiny, 1 run (well under a minute)
     python benchmarks/peers.py --peers lzq,pgqueuer --runs 5
 
@@ -60,7 +62,13 @@ SYSTEMS = {
     "pgqueuer": ("pgqueuer", ("pgqueuer", "asyncpg")),
     "celery": ("celery", ("celery", "kombu", "amqp")),
     "dramatiq": ("dramatiq", ("dramatiq", "pika")),
+    "celery-confirm": ("celery", ("celery", "kombu", "amqp")),
+    "dramatiq-confirm": ("dramatiq", ("dramatiq", "pika")),
 }
+#: Variants: a system's adapter run with publisher confirms on (``PEER_CONFIRMS=1``). Celery and
+#: Dramatiq publish without them by default, so their enqueue returns before RabbitMQ has the job;
+#: lzq's returns after a commit. The variants show what a durable enqueue costs them.
+CONFIRM_VARIANTS = {"celery-confirm": "celery", "dramatiq-confirm": "dramatiq"}
 #: Tries per system and run: a shared server may restart under us (other sessions' chaos tests);
 #: a failure other than a timeout is retried once on a fresh database.
 ATTEMPTS = 2
@@ -102,10 +110,11 @@ def cleanup(name: str, conninfo: str) -> None:
 
 def run_system(system: str, index: int, args: argparse.Namespace) -> tuple[dict | None, str]:
     """One adapter process for one run: (result, "") or (None, reason)."""
-    name = f"lzqpeer_{system}_{os.getpid()}_{index}"
+    name = f"lzqpeer_{system.replace('-', '_')}_{os.getpid()}_{index}"
     conninfo = maintenance_conninfo(args.dsn)
+    adapter = CONFIRM_VARIANTS.get(system, system)
     argv = [
-        sys.executable, "-m", f"benchmarks.peers.{system}_peer",
+        sys.executable, "-m", f"benchmarks.peers.{adapter}_peer",
         "--name", name, "--dsn", conninfo, "--amqp-url", AMQP_URL,
         "--jobs", str(args.jobs), "--push-jobs", str(args.push_jobs), "--batch", str(args.batch),
         "--workers", str(args.workers), "--concurrency", str(args.concurrency),
@@ -114,6 +123,7 @@ def run_system(system: str, index: int, args: argparse.Namespace) -> tuple[dict 
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "PEER_CONFIRMS": "1" if system in CONFIRM_VARIANTS else "0",
     }
     with tempfile.TemporaryFile() as out:
         # Own session: on timeout we kill the adapter and every worker it started, by group.

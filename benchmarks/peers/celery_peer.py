@@ -2,7 +2,9 @@
 
 Mapping: 2 worker processes ``celery -A benchmarks.peers.celery_peer worker -P threads -c 8``
 (``--without-gossip --without-mingle --without-heartbeat``, otherwise Celery's defaults:
-prefetch multiplier 4, ack on receipt, persistent messages, no publisher confirms); single enqueue =
+prefetch multiplier 4, ack on receipt, persistent messages, no publisher confirms unless
+``PEER_CONFIRMS=1``: transport option ``confirm_publish``, each publish waits for RabbitMQ's
+confirm); single enqueue =
 ``apply_async``; bulk = ``apply_async`` in a loop on one acquired producer (Celery has no bulk publish;
 ``group`` does the same loop); its own queue (and exchange) named after the run, deleted afterwards.
 """
@@ -20,7 +22,9 @@ app = Celery(
     "lzqpeer",
     broker=os.environ.get("PEER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
 )
+CONFIRMS = os.environ.get("PEER_CONFIRMS") == "1"
 app.conf.update(
+    broker_transport_options={"confirm_publish": True} if CONFIRMS else {},
     task_default_queue=os.environ.get("PEER_QUEUE", "lzqpeer"),
     task_ignore_result=True,
     worker_hijack_root_logger=False,
@@ -75,7 +79,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             lambda p: noop.apply_async(kwargs=p),
             push_many,
             start_workers,
-            notes="publishes without confirms (Celery default)",
+            notes="publishes with confirms" if CONFIRMS else "publishes without confirms (Celery default)",
         )
     finally:
         delete_amqp(args.amqp_url, queues=[args.name], exchanges=[args.name])

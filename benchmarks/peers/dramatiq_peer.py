@@ -1,7 +1,8 @@
 """Dramatiq under the peer scenarios (RabbitMQ broker via pika, default middleware).
 
 Mapping: ``dramatiq benchmarks.peers.dramatiq_peer --processes 2 --threads 8`` (Dramatiq's defaults
-otherwise: prefetch 2 × threads, ack after the actor, persistent messages, no publisher confirms);
+otherwise: prefetch 2 × threads, ack after the actor, persistent messages, no publisher confirms
+unless ``PEER_CONFIRMS=1``: ``confirm_delivery``, each publish waits for RabbitMQ's confirm);
 single enqueue = ``Actor.send``; bulk = ``dramatiq.group(...).run()`` of 1000 (enqueues one by
 one: Dramatiq has no bulk publish); its own queue (+ ``.DQ``/``.XQ``) named after the run.
 """
@@ -18,12 +19,13 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from benchmarks.peers._base import record
 
 noop: dramatiq.Actor | None = None
+CONFIRMS = os.environ.get("PEER_CONFIRMS") == "1"
 
 
 def setup(url: str, queue: str) -> None:
     """The broker and the actor (the worker imports this module with PEER_* set; the adapter calls it)."""
     global noop
-    dramatiq.set_broker(RabbitmqBroker(url=url))
+    dramatiq.set_broker(RabbitmqBroker(url=url, confirm_delivery=CONFIRMS))
 
     def _noop(n: int = 0, t: float | None = None) -> None:
         record(t)
@@ -62,7 +64,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             lambda p: noop.send(**p),
             lambda batch: dramatiq.group([noop.message(**p) for p in batch]).run(),
             start_workers,
-            notes="publishes without confirms (Dramatiq default)",
+            notes="publishes with confirms" if CONFIRMS else "publishes without confirms (Dramatiq default)",
         )
     finally:
         dramatiq.get_broker().close()
