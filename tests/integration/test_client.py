@@ -186,28 +186,42 @@ def test_push_many_returns_refs_in_input_order(client: Client, conn: psycopg.Con
     assert [ref.id for ref in refs] == sorted(ref.id for ref in refs)
 
 
-def test_push_many_of_jobs_without_options_takes_every_form(client: Client, conn: psycopg.Connection) -> None:
-    # All names plain strings and no options: the batch is encoded in one call (client._plain_batch).
+def test_push_many_of_jobs_with_plain_options_takes_every_form(
+    client: Client, conn: psycopg.Connection
+) -> None:
+    # Str names and no options but queue_name, priority, max_failures and fairness_key: the batch is
+    # encoded in one call (client._plain_batch) and built set-based in SQL.
     refs = client.push_many(
-        [("a", {"n": 1}), {"job_name": "b"}, ("c",), ["d", None, {}], ("e", {"n": 5}, None)]
+        [
+            ("a", {"n": 1}),
+            {"job_name": "b", "job_options": {"queue_name": "q", "priority": 3}},
+            ("c",),
+            ["d", None, {}],
+            ("e", {"n": 5}, {"max_failures": 9, "fairness_key": "t"}),
+        ]
     )
 
     assert [row(conn, ref)[:4] for ref in refs] == [
         ("a", {"n": 1}, "default", 0),
-        ("b", {}, "default", 0),
+        ("b", {}, "q", 3),
         ("c", {}, "default", 0),
         ("d", {}, "default", 0),
         ("e", {"n": 5}, "default", 0),
     ]
+    assert conn.execute(
+        "SELECT max_failures, fairness_key FROM lzq_jobs WHERE id = %s", (refs[4].id,)
+    ).fetchone() == (9, "t")
     assert [ref.id for ref in refs] == sorted(ref.id for ref in refs)
 
 
-def test_push_many_without_options_still_names_bad_params(empty_db: EmptyDb) -> None:
+def test_push_many_of_plain_jobs_still_names_bad_params(empty_db: EmptyDb) -> None:
     client, conn = empty_db
     with pytest.raises(InvalidArgument) as excinfo:
         client.push_many([("ok", {}), ("ok", {}), ("bad", [1, 2])])
-
     assert excinfo.value.field == "jobs[2].job_params"
+    with pytest.raises(InvalidArgument) as excinfo:
+        client.push_many([("ok", {}), ("bad", {}, {"queue_name": "q", "priority": 21})])
+    assert excinfo.value.field == "jobs[1].priority"
     assert count(conn) == 0
 
 
