@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from lzq import schema
@@ -53,6 +55,41 @@ def test_migrate_reapplied_over_an_install_keeps_data_and_schema(conn, dsn):
     assert conn.execute("SELECT worker_id FROM lzq_workers").fetchall() == [("w1",)]
     assert push(conn) > job_id
     assert schema.migrate(dsn) is False
+
+
+def check_constraints(conn) -> list[str]:
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'lzq_jobs'::regclass AND contype = 'c'"
+            " ORDER BY conname"
+        )
+    ]
+
+
+def test_migrate_replaces_the_six_old_checks_of_lzq_jobs_by_the_status_check(conn, dsn):
+    job_id = push(conn, "kept")
+    # lzq_jobs as installs before 2026-11-29 have it: six CHECKs, re-prepared by every statement.
+    conn.execute(
+        """ALTER TABLE lzq_jobs DROP CONSTRAINT lzq_jobs_status_known,
+            ADD CONSTRAINT lzq_jobs_job_name_check CHECK (length(job_name) BETWEEN 1 AND 255),
+            ADD CONSTRAINT lzq_jobs_params_check CHECK (jsonb_typeof(params) = 'object'),
+            ADD CONSTRAINT lzq_jobs_queue_name_check CHECK (length(queue_name) BETWEEN 1 AND 200),
+            ADD CONSTRAINT lzq_jobs_priority_check CHECK (priority BETWEEN -20 AND 20),
+            ADD CONSTRAINT lzq_jobs_max_failures_check CHECK (max_failures >= 1),
+            ADD CONSTRAINT lzq_jobs_status_check CHECK (status IN ('waiting', 'scheduled', 'ready',
+                'dispatched', 'running', 'succeeded', 'failed', 'cancelled'))"""
+    )
+    conn.execute("DELETE FROM lzq_migrations")
+    assert schema.migrate(dsn) is True
+    assert check_constraints(conn) == ["lzq_jobs_status_known"]
+    assert job(conn, job_id)["status"] == "ready"
+
+
+def test_lzq_jobs_refuses_a_status_outside_the_state_machine(conn):
+    job_id = push(conn)
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="lzq_job_status"):
+        conn.execute("UPDATE lzq_jobs SET status = 'done' WHERE id = %s", (job_id,))
 
 
 def test_concurrent_migrations_apply_once(conn, dsn):
