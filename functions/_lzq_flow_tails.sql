@@ -13,11 +13,7 @@ LANGUAGE sql STABLE AS $$
            greatest(coalesce(q.vclock, 0),
                     (SELECT t.vtag
                        FROM lzq_jobs AS t
-                      WHERE t.status = 'ready'
-                        AND hashtextextended(t.queue_name || E'\x1f' || t.fairness_key, 0)
-                            = hashtextextended(f.queue_name || E'\x1f' || f.fairness_key, 0)
-                        -- Joined, as in _lzq_stamp_ready (which says why).
-                        AND t.queue_name || E'\x1f' || t.fairness_key = f.queue_name || E'\x1f' || f.fairness_key
+                      WHERE t.status = 'ready' AND t.queue_name = f.queue_name
                         AND t.fairness_key = f.fairness_key AND t.priority = f.priority
                         AND t.vtag > coalesce(q.vclock, 0)  -- see _lzq_stamp_ready
                       ORDER BY t.vtag DESC

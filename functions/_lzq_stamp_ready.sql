@@ -17,7 +17,7 @@
 -- same rule (tests/sql/test_fair_dispatch.py compares the two). Concurrent transactions
 -- making jobs of one flow ready at the same moment may stamp equal tags (no lock is taken: a push
 -- never waits for another push); those jobs then run in id order, a bounded, transient unfairness.
--- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_hash_idx (one descent).
+-- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_last_idx (one descent).
 CREATE OR REPLACE FUNCTION _lzq_stamp_ready()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -35,14 +35,7 @@ BEGIN
            CASE WHEN q.mode IS NULL OR q.mode = 'fair' THEN
                (SELECT j.vtag
                   FROM lzq_jobs AS j
-                 WHERE j.status = 'ready'
-                   -- lzq_jobs_flow_hash_idx: the flow's hash, then the flow itself. Queue and
-                   -- key are compared joined, never `j.queue_name = ...` alone: that would let
-                   -- the planner walk lzq_jobs_dispatch_idx backwards through every other flow
-                   -- of the queue instead (it did, on statistics that missed a burst).
-                   AND hashtextextended(j.queue_name || E'\x1f' || j.fairness_key, 0)
-                       = hashtextextended(NEW.queue_name || E'\x1f' || NEW.fairness_key, 0)
-                   AND j.queue_name || E'\x1f' || j.fairness_key = NEW.queue_name || E'\x1f' || NEW.fairness_key
+                 WHERE j.status = 'ready' AND j.queue_name = NEW.queue_name
                    AND j.fairness_key = NEW.fairness_key AND j.priority = NEW.priority
                    -- Only a tail above the clock matters, and below it lie the index entries of
                    -- the flow's dispatched jobs (their tags are <= vclock), dead until vacuumed:

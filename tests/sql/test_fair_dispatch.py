@@ -43,25 +43,6 @@ def test_push_many_stamps_a_batch_as_one_push_at_a_time_would(conn):
     assert len(set(tags("batch"))) < len(specs) + 1  # lone flows share tag values: a real comparison
 
 
-def test_flows_whose_queue_and_key_join_alike_keep_their_own_tails(conn):
-    # The flow index is keyed by a hash of queue + "\x1f" + key: these two flows join to the same
-    # text, so they share the hash. Each must still continue from its own tail, pushed one at a
-    # time (the trigger) or in a batch (_lzq_flow_tails).
-    first = ("q\x1fx", "k")
-    second = ("q", "x\x1fk")
-    for _ in range(3):
-        push(conn, "job", queue_name=first[0], fairness_key=first[1])
-    lone = push(conn, "job", queue_name=second[0], fairness_key=second[1])
-    [batched] = push_many(
-        conn, [{"job_name": "job", "job_options": {"queue_name": second[0], "fairness_key": second[1]}}]
-    )
-    assert [job(conn, i)["vtag"] for i in (lone, batched)] == [COST[0], 2 * COST[0]]
-    tails = conn.execute(
-        "SELECT max(vtag) FROM lzq_jobs WHERE queue_name = %s AND fairness_key = %s", first
-    ).fetchone()
-    assert tails == (3 * COST[0],)
-
-
 def test_two_backlogged_flows_share_in_proportion_to_their_weights(conn):
     heartbeat(conn, slots=10_000)
     nice0 = push_many(conn, [{"job_name": "a"}] * 300)
