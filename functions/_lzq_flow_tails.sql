@@ -13,8 +13,10 @@ LANGUAGE sql STABLE AS $$
            greatest(coalesce(q.vclock, 0),
                     (SELECT t.vtag
                        FROM lzq_jobs AS t
-                      WHERE t.status = 'ready' AND t.queue_name = f.queue_name
-                        AND t.fairness_key = f.fairness_key AND t.priority = f.priority
+                      WHERE t.status = 'ready'  -- the flow by its hash, as _lzq_stamp_ready
+                        AND hashtextextended(t.fairness_key, hashtextextended(t.queue_name, 0))
+                            = hashtextextended(f.fairness_key, hashtextextended(f.queue_name, 0))
+                        AND t.priority = f.priority
                         AND t.vtag > coalesce(q.vclock, 0)  -- see _lzq_stamp_ready
                       ORDER BY t.vtag DESC
                       LIMIT 1))

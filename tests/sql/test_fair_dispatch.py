@@ -43,6 +43,20 @@ def test_push_many_stamps_a_batch_as_one_push_at_a_time_would(conn):
     assert len(set(tags("batch"))) < len(specs) + 1  # lone flows share tag values: a real comparison
 
 
+def test_flows_whose_queue_and_key_concatenate_alike_keep_their_own_tails(conn):
+    # The flow index is keyed by a hash of queue and key; hashing their concatenation would give
+    # these two flows one hash. Each must continue from its own tail, pushed one at a time (the
+    # trigger) or in a batch (_lzq_flow_tails).
+    first, second = ("qx", "k"), ("q", "xk")
+    for _ in range(3):
+        push(conn, "job", queue_name=first[0], fairness_key=first[1])
+    lone = push(conn, "job", queue_name=second[0], fairness_key=second[1])
+    [batched] = push_many(
+        conn, [{"job_name": "job", "job_options": {"queue_name": second[0], "fairness_key": second[1]}}]
+    )
+    assert [job(conn, i)["vtag"] for i in (lone, batched)] == [COST[0], 2 * COST[0]]
+
+
 def test_two_backlogged_flows_share_in_proportion_to_their_weights(conn):
     heartbeat(conn, slots=10_000)
     nice0 = push_many(conn, [{"job_name": "a"}] * 300)
