@@ -28,7 +28,7 @@ dead (see README). ``--vacuum threshold`` also VACUUMs (untimed) whenever the de
 autovacuum's trigger for lzq_jobs, as an autovacuum that is never late would.
 
 Pushes: ``--pushes`` single ``lzq_push`` calls, each into a random existing flow (the trigger reads
-that flow's last tag from ``lzq_jobs_flow_hash_idx``), timed the same way.
+that flow's last tag from ``lzq_jobs_flow_hashed_idx``), timed the same way.
 
 Then, for the largest backlog, the plans (EXPLAIN ANALYZE, BUFFERS via auto_explain with nested
 statements) of the claim's pick right after a VACUUM and of the push's tail lookup.
@@ -175,11 +175,11 @@ def relation_sizes(conn: psycopg.Connection) -> str:
     levels = {}
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
-        for name in ("lzq_jobs_dispatch_idx", "lzq_jobs_flow_hash_idx", "lzq_jobs_pkey"):
+        for name in ("lzq_jobs_dispatch_idx", "lzq_jobs_flow_hashed_idx", "lzq_jobs_pkey"):
             levels[name] = conn.execute("SELECT level FROM bt_metap(%s)", (name,)).fetchone()[0]
     except psycopg.Error:
         pass
-    for name in ("lzq_jobs", "lzq_jobs_dispatch_idx", "lzq_jobs_flow_hash_idx", "lzq_jobs_pkey"):
+    for name in ("lzq_jobs", "lzq_jobs_dispatch_idx", "lzq_jobs_flow_hashed_idx", "lzq_jobs_pkey"):
         size = conn.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass))", (name,)).fetchone()[0]
         height = f", {levels[name] + 1} levels" if name in levels else ""
         parts.append(f"{name} {size}{height}")
@@ -442,9 +442,9 @@ def show_plans(scratch: ScratchDatabase, batch: int, flows: int, active_flows: i
             if stats:
                 say(f"    -> dispatch index scan: {stats[0]} rows for a batch of {batch}, {stats[1]} buffers")
             _, plans = nested_plans(conn, PUSH_SQL, ('{"n": 0}', push_options(active_flows // 2)))
-            tail = next((p for p in plans if "lzq_jobs_flow_hash_idx" in p), None)
+            tail = next((p for p in plans if "lzq_jobs_flow_hashed_idx" in p), None)
             say(f"  plan of lzq_push's flow-tail lookup (flow k{active_flows // 2}):")
-            say(indent(tail) if tail else "    (no plan mentions lzq_jobs_flow_hash_idx)")
+            say(indent(tail) if tail else "    (no plan mentions lzq_jobs_flow_hashed_idx)")
     except psycopg.errors.InsufficientPrivilege as exc:
         say(f"  plans: auto_explain not available ({exc})")
 

@@ -17,7 +17,7 @@
 -- same rule (tests/sql/test_fair_dispatch.py compares the two). Concurrent transactions
 -- making jobs of one flow ready at the same moment may stamp equal tags (no lock is taken: a push
 -- never waits for another push); those jobs then run in id order, a bounded, transient unfairness.
--- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_hash_idx (one descent).
+-- Locks nothing; reads lzq_queues (one row) and lzq_jobs_flow_hashed_idx (one descent).
 CREATE OR REPLACE FUNCTION _lzq_stamp_ready()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -36,7 +36,7 @@ BEGIN
                (SELECT j.vtag
                   FROM lzq_jobs AS j
                  WHERE j.status = 'ready'
-                   -- The flow, by lzq_jobs_flow_hash_idx's hash (schema.sql says why a hash).
+                   -- The flow, by lzq_jobs_flow_hashed_idx's hash (schema.sql says why a hash).
                    AND hashtextextended(j.fairness_key, hashtextextended(j.queue_name, 0))
                        = hashtextextended(NEW.fairness_key, hashtextextended(NEW.queue_name, 0))
                    AND j.priority = NEW.priority

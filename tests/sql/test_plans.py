@@ -147,8 +147,8 @@ def test_claim_reads_its_batch_and_a_push_one_flow_tail_whatever_the_backlog(see
     assert rows_read and max(rows_read) <= 17, pick
 
     _, plans = explained(seeded, "SELECT lzq_push('tenant', '{}', '{\"fairness_key\": \"t7\"}')")
-    tail = next(p for p in plans if "lzq_jobs_flow_hash_idx" in p)
-    assert re.search(r"Index Scan Backward using lzq_jobs_flow_hash_idx .*actual .*rows=1 ", tail), tail
+    tail = next(p for p in plans if "lzq_jobs_flow_hashed_idx" in p)
+    assert re.search(r"Index Scan Backward using lzq_jobs_flow_hashed_idx .*actual .*rows=1 ", tail), tail
     _no_seq_scan_of_jobs(plans)
 
 
