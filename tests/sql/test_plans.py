@@ -150,6 +150,12 @@ def test_claim_reads_its_batch_and_a_push_one_flow_tail_whatever_the_backlog(see
     tail = next(p for p in plans if "lzq_jobs_flow_hashed_idx" in p)
     assert re.search(r"Index Scan Backward using lzq_jobs_flow_hashed_idx .*actual .*rows=1 ", tail), tail
     _no_seq_scan_of_jobs(plans)
+    # A batch reads each of its flows' tails the same way (_lzq_flow_tails, inlined).
+    batch = '[{"job_name": "tenant", "job_options": {"fairness_key": "t7"}}, {"job_name": "tenant"}]'
+    _, plans = explained(seeded, "SELECT count(*) FROM lzq_push_many(%s)", (batch,))
+    tails = next(p for p in plans if "lzq_jobs_flow_hashed_idx" in p)
+    assert re.search(r"Index Scan Backward using lzq_jobs_flow_hashed_idx .*actual .*loops=2", tails), tails
+    _no_seq_scan_of_jobs(plans)
 
 
 def test_start_and_finish_read_only_their_own_jobs_whatever_is_in_flight(seeded):
