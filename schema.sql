@@ -291,7 +291,7 @@ DROP FUNCTION IF EXISTS _lzq_start_locked(text, jsonb);
 
 -- 2026-11-29: one CHECK on lzq_jobs instead of six. PostgreSQL reads a table's CHECK constraints
 -- back from the catalog, plans and compiles them for every INSERT and UPDATE statement, not once
--- per session: that was a quarter of lzq_push's server time (45.6 -> 35.0 us per push without
+-- per session: that was a quarter of lzq_push's server time (45.7 -> 35.7 us per push without
 -- them, a loop of pushes in one transaction) and falls on each lzq_assign and lzq_finish too. The
 -- five input rules (name and queue length, params an object, priority and max_failures ranges) are
 -- _lzq_new_job's, which raises the error naming the field before any row exists (push_many's

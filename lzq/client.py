@@ -388,12 +388,11 @@ def _prepare(
 
 def _job_parts(index: int, job: Any) -> tuple[Any, Any, Any]:
     """(job_name, job_params, job_options) of one element of push_many's ``jobs``."""
-    # Tuples first, by exact type: the ABC checks below cost 0.4 ms per 1,000 jobs.
-    if type(job) is tuple and 1 <= len(job) <= 3:
-        return (*job, None, None)[:3]
-    if isinstance(job, Mapping):
+    # Tuples are told by exact type before any ABC check (those cost 0.4 ms per 1,000 jobs).
+    is_tuple = type(job) is tuple
+    if not is_tuple and isinstance(job, Mapping):
         return job.get("job_name"), job.get("job_params"), job.get("job_options")
-    if isinstance(job, Sequence) and not isinstance(job, str) and 1 <= len(job) <= 3:
+    if (is_tuple or (isinstance(job, Sequence) and not isinstance(job, str))) and 1 <= len(job) <= 3:
         return (*job, None, None)[:3]
     raise InvalidArgument(f"jobs[{index}]", f"jobs[{index}]: must be (job_name, job_params, job_options)")
 
