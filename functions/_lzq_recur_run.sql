@@ -1,9 +1,9 @@
 -- _lzq_recur_run(recurring, slot): create the run of a recurring job for one slot; returns its id.
 -- Called by lzq_recur, _lzq_recur_next and lzq_sweep. The run is an ordinary job built from the
 -- definition (so it obeys every push rule), carrying recurring_id and recur_slot. Returns NULL,
--- writing nothing, when that slot already has a run or the definition already has a pending run:
--- a cheap check first (the sweep retries often), then the unique indexes on lzq_jobs settle races,
--- so whoever gets there first creates it, exactly once.
+-- writing nothing, when the definition is gone (removed meanwhile), that slot already has a run or
+-- the definition already has a pending run: a cheap check first (the sweep retries often), then
+-- the unique indexes on lzq_jobs settle races, so whoever gets there first creates it, exactly once.
 CREATE OR REPLACE FUNCTION _lzq_recur_run(recurring lzq_recurring, slot timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -11,6 +11,12 @@ DECLARE
     v_job lzq_jobs;
     v_id bigint;
 BEGIN
+    -- The definition must still exist, and stay until this run is committed: lzq_unrecur takes
+    -- it FOR UPDATE, so this waits for a removal in progress and then finds it gone.
+    PERFORM 1 FROM lzq_recurring AS r WHERE r.id = recurring.id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
     IF EXISTS (SELECT 1 FROM lzq_jobs AS j
                 WHERE j.recurring_id = recurring.id
                   AND (j.recur_slot = slot

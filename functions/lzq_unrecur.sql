@@ -14,7 +14,7 @@ BEGIN
     END IF;
     -- Its runs first (in id order), then the definition: the order lzq_finish takes them in (it
     -- locks a run, then reads the definition to create the next run). The other way round, a run
-    -- finishing meanwhile deadlocked with the DELETE's SET NULL on that run.
+    -- finishing meanwhile deadlocked with the detaching of that run.
     PERFORM 1 FROM lzq_jobs AS j WHERE j.recurring_id = v_id ORDER BY j.id FOR NO KEY UPDATE;
     SELECT r.id INTO v_id FROM lzq_recurring AS r WHERE r.id = v_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -23,6 +23,9 @@ BEGIN
     PERFORM lzq_cancel(j.id)
        FROM lzq_jobs AS j
       WHERE j.recurring_id = v_id AND j.status IN ('waiting', 'scheduled', 'ready', 'dispatched');
+    -- Detached here (recurring_id is not a foreign key): a new statement, so it also sees a run
+    -- that a finish, waited for above, created meanwhile.
+    UPDATE lzq_jobs AS j SET recurring_id = NULL WHERE j.recurring_id = v_id;
     DELETE FROM lzq_recurring AS r WHERE r.id = v_id;
     RETURN true;
 END;

@@ -908,6 +908,28 @@ def test_unrecur_racing_the_finish_of_a_running_run_waits_instead_of_deadlocking
     assert statuses == [("cancelled",)]  # the run the finish created, cancelled with its definition
 
 
+def test_a_run_created_while_its_definition_is_being_removed_waits_and_is_not_created(conn, connect):
+    # The sweep (or a finish) has read the definition; lzq_unrecur, not yet committed, holds its
+    # row. recurring_id is no foreign key: _lzq_recur_run itself waits, then finds it gone.
+    rid = recur(conn, "nightly", base_time=BASE)
+    (first,) = runs(conn, rid)
+    cancel(conn, first["id"])  # no pending run: only the removal can stop the next one
+    as_read = conn.execute("SELECT r::text FROM lzq_recurring AS r WHERE r.id = %s", (rid,)).fetchone()[0]
+    remover = connect()
+    assert remover.execute("SELECT lzq_unrecur('nightly')").fetchone()[0] is True
+    creator = connect(autocommit=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        created = pool.submit(
+            lambda: creator.execute(
+                "SELECT _lzq_recur_run(%s::lzq_recurring, %s)", (as_read, BASE_DT + dt.timedelta(days=1))
+            ).fetchone()[0]
+        )
+        wait_until_blocked(conn, creator)
+        remover.commit()
+        assert created.result(timeout=10) is None
+    assert conn.execute("SELECT count(*) FROM lzq_jobs WHERE recurring_id = %s", (rid,)).fetchone()[0] == 0
+
+
 def test_unrecur_lets_a_running_run_finish_with_no_successor(conn):
     rid = recur(conn)
     (run,) = runs(conn, rid)

@@ -86,6 +86,22 @@ def test_migrate_replaces_the_six_old_checks_of_lzq_jobs_by_the_status_check(con
     assert job(conn, job_id)["status"] == "ready"
 
 
+def test_migrate_drops_the_old_foreign_key_on_recurring_id(conn, dsn):
+    job_id = push(conn, "kept")
+    # As installs before 2026-11-29 have it: every insert queued and fired its check.
+    conn.execute(
+        "ALTER TABLE lzq_jobs ADD CONSTRAINT lzq_jobs_recurring_id_fkey FOREIGN KEY (recurring_id)"
+        " REFERENCES lzq_recurring (id) ON DELETE SET NULL"
+    )
+    conn.execute("DELETE FROM lzq_migrations")
+    assert schema.migrate(dsn) is True
+    foreign_keys = conn.execute(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'lzq_jobs'::regclass AND contype = 'f'"
+    ).fetchone()[0]
+    assert foreign_keys == 0
+    assert job(conn, job_id)["status"] == "ready"
+
+
 def test_lzq_jobs_refuses_a_status_outside_the_state_machine(conn):
     job_id = push(conn)
     with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="lzq_job_status"):
