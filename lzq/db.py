@@ -49,8 +49,14 @@ def reopened(conn: psycopg.Connection | None, dsn: str, *, application_name: str
 
 def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psycopg_pool.ConnectionPool:
     """An autocommit pool that checks connections idle for a second or more on checkout, so a
-    restarted server is survived."""
-    return psycopg_pool.ConnectionPool(
+    restarted server is survived. Returned with its first connection open.
+
+    Why wait for it: a checkout that finds the pool empty makes it grow, and psycopg_pool hands its
+    connections out in turn (first in, first out), so a single-threaded producer whose first push
+    raced the pool's opening then alternated between two server backends, each idle every other
+    push: 40 us more a push (7%) than with one connection, measured with 300-push rounds.
+    """
+    opened = psycopg_pool.ConnectionPool(
         dsn,
         min_size=1,
         max_size=max_size,
@@ -58,6 +64,12 @@ def pool(dsn: str, *, max_size: int = 4, application_name: str = "lzq") -> psyco
         check=_check_if_idle,
         open=True,
     )
+    try:
+        opened.wait()  # PoolTimeout after 30 s if the server cannot be reached, as a checkout would
+    except BaseException:
+        opened.close()
+        raise
+    return opened
 
 
 # A connection used less than this long ago is not checked again: the check is a round trip (a
