@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
         # Fair mode only: the FIFO comparison doubles the time and proves nothing more about the script.
         "benchmarks.fairness --modes fair",
         "benchmarks.soak",
+        "benchmarks.amqp_hop",
     ],
 )
 def test_benchmark_smoke_run_passes(script):
