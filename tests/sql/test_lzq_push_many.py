@@ -47,6 +47,9 @@ def test_push_many_is_all_or_nothing_naming_the_bad_element_and_field(conn):
     good = {"job_name": "ok"}
     cases = [
         ([good, {"job_name": "b", "job_options": {"priority": 21}}], "jobs[1].priority"),
+        # Values the set-based path's casts would choke on: it checks every element before any cast.
+        ([good, {"job_name": "b", "job_options": {"priority": "high"}}], "jobs[1].priority"),
+        ([good, {"job_name": "b", "job_options": {"max_failures": "lots"}}], "jobs[1].max_failures"),
         ([{"job_name": ""}, good], "jobs[0].job_name"),
         ([good, good, {"job_name": "x", "job_options": {"bogus": 1}}], "jobs[2].bogus"),
         ([good, {"job_name": "x", "job_params": [1]}], "jobs[1].job_params"),
